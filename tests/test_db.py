@@ -1,0 +1,77 @@
+import sqlite3
+
+import pytest
+
+from bert4rec import db
+
+
+def test_create_and_round_trip(tmp_path):
+    conn = db.connect(tmp_path / "data" / "bert.db")
+    assert db.schema_version(conn) == db.SCHEMA_VERSION
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.upsert_anime(conn, [db.Anime(1, "Romaji", genres=("Action",), popularity_rank=1)])
+    db.upsert_anime(conn, [db.Anime(1, "Romaji 2", genres=("Drama",), popularity_rank=1)])
+    (anime,) = db.load_catalogue(conn)
+    assert anime.title_romaji == "Romaji 2" and anime.genres == ("Drama",)
+
+    entries = [db.ListEntry(1, "COMPLETED", 80.0), db.ListEntry(2, "PLANNING")]
+    assert db.store_user_list(conn, "Alice", 7, entries) == 2
+    (hist,) = db.load_histories(conn)
+    assert hist.user_name == "Alice" and [e.anime_id for e in hist.entries] == [1, 2]
+    assert db.load_history(conn, "alice").user_id == 7
+    # Storing again replaces the list, it never duplicates.
+    db.store_user_list(conn, "Alice", 7, entries[:1])
+    assert len(db.load_history(conn, "ALICE").entries) == 1
+
+
+def test_renamed_user_keeps_one_row(tmp_path):
+    conn = db.connect(tmp_path / "bert.db")
+    db.store_user_list(conn, "OldName", 7, [db.ListEntry(1, "COMPLETED")])
+    db.store_user_list(conn, "NewName", 7, [db.ListEntry(2, "COMPLETED")])
+    assert list(db.load_users(conn)) == ["newname"]
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    conn = db.connect(tmp_path / "bert.db")
+    bad = [db.ListEntry(1, "COMPLETED"), db.ListEntry(2, None)]  # NOT NULL status fails
+    with pytest.raises(sqlite3.IntegrityError):
+        db.store_user_list(conn, "Bob", 3, bad)
+    assert db.load_users(conn) == {}
+    assert conn.execute("SELECT COUNT(*) FROM bert_user_anime_list").fetchone()[0] == 0
+
+
+def test_migrates_version_1_file_keeping_rows(tmp_path):
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(db.MIGRATIONS[0] + "PRAGMA user_version = 1;")
+    old.execute(
+        "INSERT INTO bert_anime (anime_id, title_romaji, popularity_rank) VALUES (5, 'X', 1)"
+    )
+    old.commit()
+    old.close()
+    conn = db.connect(path)
+    assert db.schema_version(conn) == db.SCHEMA_VERSION
+    (anime,) = db.load_catalogue(conn)
+    assert anime.anime_id == 5 and anime.tags == () and anime.is_adult is False
+
+
+def test_clear_errors_for_missing_foreign_and_newer_files(tmp_path):
+    with pytest.raises(db.DatabaseError, match="not found"):
+        db.connect(tmp_path / "missing.db", create=False)
+    foreign = tmp_path / "foreign.db"
+    c = sqlite3.connect(foreign)
+    c.execute("CREATE TABLE bert_anime (id INTEGER)")
+    c.commit()
+    c.close()
+    with pytest.raises(db.DatabaseError, match="another tool"):
+        db.connect(foreign)
+    newer = tmp_path / "newer.db"
+    c = sqlite3.connect(newer)
+    c.execute("PRAGMA user_version = 99")
+    c.close()
+    with pytest.raises(db.DatabaseError, match="newer"):
+        db.connect(newer)
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(db.DatabaseError, match="cannot use"):
+        db.connect(garbage)
