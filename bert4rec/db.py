@@ -292,17 +292,64 @@ def _anime_row(anime: Anime, fetched_at: int) -> tuple:
 
 def upsert_anime(conn: sqlite3.Connection, animes: Iterable[Anime]) -> int:
     """Insert or update catalogue rows (keyed by anime_id) in one transaction; returns the count."""
+    with transaction(conn):
+        return _upsert_anime(conn, animes)
+
+
+def _upsert_anime(conn: sqlite3.Connection, animes: Iterable[Anime]) -> int:
     now = int(time.time())
     rows = [_anime_row(a, now) for a in animes]
     placeholders = ", ".join("?" for _ in _ANIME_COLUMNS)
     updates = ", ".join(f"{c} = excluded.{c}" for c in _ANIME_COLUMNS[1:])
-    sql = (
+    conn.executemany(
         f"INSERT INTO bert_anime ({', '.join(_ANIME_COLUMNS)}) VALUES ({placeholders}) "
-        f"ON CONFLICT (anime_id) DO UPDATE SET {updates}"
+        f"ON CONFLICT (anime_id) DO UPDATE SET {updates}",
+        rows,
     )
-    with transaction(conn):
-        conn.executemany(sql, rows)
     return len(rows)
+
+
+def store_catalogue_page(
+    conn: sqlite3.Connection, animes: list[Anime], progress_key: str, progress: str
+) -> None:
+    """Store one page of a ranked catalogue walk and the walk's progress, in one transaction.
+
+    Older rows holding the ranks this page hands out lose them, so a rank always names one
+    title, even while a walk is half done.
+    """
+    ranks = [a.popularity_rank for a in animes if a.popularity_rank is not None]
+    with transaction(conn):
+        if ranks:
+            ids = [a.anime_id for a in animes]
+            conn.execute(
+                "UPDATE bert_anime SET popularity_rank = NULL "
+                "WHERE popularity_rank BETWEEN ? AND ? "
+                f"AND anime_id NOT IN ({', '.join('?' for _ in ids)})",
+                (min(ranks), max(ranks), *ids),
+            )
+        _upsert_anime(conn, animes)
+        _set_meta(conn, progress_key, progress)
+
+
+def finish_catalogue(
+    conn: sqlite3.Connection, ranked: int, progress_key: str, progress: str
+) -> int:
+    """End a walk that ranked 1..`ranked`: titles outside it keep their rows but lose their
+    rank. Returns how many lost it."""
+    with transaction(conn):
+        cleared = conn.execute(
+            "UPDATE bert_anime SET popularity_rank = NULL WHERE popularity_rank > ?", (ranked,)
+        ).rowcount
+        _set_meta(conn, progress_key, progress)
+    return cleared
+
+
+def ranked_anime_ids(conn: sqlite3.Connection, up_to: int) -> set[int]:
+    """Ids of the titles ranked 1..`up_to`."""
+    rows = conn.execute(
+        "SELECT anime_id FROM bert_anime WHERE popularity_rank BETWEEN 1 AND ?", (up_to,)
+    )
+    return {r[0] for r in rows}
 
 
 def anime_count(conn: sqlite3.Connection) -> int:
@@ -458,6 +505,27 @@ def _upsert_user(conn: sqlite3.Connection, user: UserRecord) -> None:
     )
 
 
+def rescreen_users(conn: sqlite3.Connection, min_anime: int) -> tuple[int, int]:
+    """Move stored users between `loaded` and `too_few` by their stored watched count against
+    `min_anime`, without asking AniList again. Returns (now loaded, now too_few)."""
+    marks = ", ".join("?" for _ in WATCHED_STATUSES)
+    watched = (
+        "(SELECT COUNT(*) FROM bert_user_anime_list l WHERE l.user_id = bert_users.user_id "
+        f"AND l.status IN ({marks}))"
+    )
+    with transaction(conn):
+        promoted = conn.execute(
+            f"UPDATE bert_users SET state = 'loaded' WHERE state = 'too_few' "
+            f"AND user_id IS NOT NULL AND {watched} >= ?",
+            (*WATCHED_STATUSES, min_anime),
+        ).rowcount
+        demoted = conn.execute(
+            f"UPDATE bert_users SET state = 'too_few' WHERE state = 'loaded' AND {watched} < ?",
+            (*WATCHED_STATUSES, min_anime),
+        ).rowcount
+    return promoted, demoted
+
+
 def load_users(conn: sqlite3.Connection) -> dict[str, UserRecord]:
     """Every recorded user, keyed by lower-cased name."""
     rows = conn.execute("SELECT * FROM bert_users ORDER BY user_name")
@@ -473,6 +541,11 @@ def load_users(conn: sqlite3.Connection) -> dict[str, UserRecord]:
         )
         for r in rows
     }
+
+
+def count_users_by_state(conn: sqlite3.Connection) -> dict[str, int]:
+    rows = conn.execute("SELECT state, COUNT(*) FROM bert_users GROUP BY state")
+    return {state: count for state, count in rows}
 
 
 def _entry_from_row(row: sqlite3.Row) -> ListEntry:
@@ -536,8 +609,12 @@ def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
 
 def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
     with transaction(conn):
-        conn.execute(
-            "INSERT INTO bert_meta (key, value) VALUES (?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (key, value),
-        )
+        _set_meta(conn, key, value)
+
+
+def _set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute(
+        "INSERT INTO bert_meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )

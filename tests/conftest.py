@@ -12,20 +12,37 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _script_env(env: dict | None) -> dict:
+    full_env = {**os.environ, "PYTHONIOENCODING": "utf-8", **(env or {})}
+    full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
+    return full_env
+
+
 def run_script(
     script: str, *args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess:
     """Run one of the top-level scripts in a subprocess, the way the batch files do."""
-    full_env = {**os.environ, "PYTHONIOENCODING": "utf-8", **(env or {})}
-    full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
     return subprocess.run(
         [sys.executable, str(ROOT / script), *args],
         cwd=cwd or ROOT,
-        env=full_env,
+        env=_script_env(env),
         capture_output=True,
         text=True,
         encoding="utf-8",
         timeout=timeout,
+    )
+
+
+def start_script(
+    script: str, *args: str, cwd: Path | None = None, env: dict | None = None
+) -> subprocess.Popen:
+    """Start a top-level script without waiting for it (to kill it mid-run, say)."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / script), *args],
+        cwd=cwd or ROOT,
+        env=_script_env(env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
