@@ -382,11 +382,12 @@ class AniListClient:
             raise _Transient(f"no complete answer ({type(exc).__name__})") from exc
         except requests.RequestException as exc:  # a malformed URL, say
             raise AniListError(f"cannot send a request to {self.api_url}: {exc}") from exc
-        self.pacer.observe(
-            sent_at,
-            _int_or_none(response.headers.get("X-RateLimit-Limit")),
-            _int_or_none(response.headers.get("X-RateLimit-Remaining")),
-        )
+        if response.status_code != 429:  # on a 429, Retry-After alone says when to go on
+            self.pacer.observe(
+                sent_at,
+                _int_or_none(response.headers.get("X-RateLimit-Limit")),
+                _int_or_none(response.headers.get("X-RateLimit-Remaining")),
+            )
         return read_answer(response)
 
     # -- the catalogue --

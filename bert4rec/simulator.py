@@ -567,10 +567,16 @@ class FakeAniList:
             return _error_answer(404, "Not Found.")
         with self._lock:
             self.stats.rate_limited += 1
-        headers = {} if fault.retry_after is None else {"Retry-After": fault.retry_after}
-        return self._too_many(headers)
+        return self._too_many(fault.retry_after)
 
-    def _too_many(self, headers: dict[str, str]) -> Answer:
+    def _too_many(self, retry_after: str | None) -> Answer:
+        """A 429 as AniList's docs show it: Retry-After (unless None), Remaining 0."""
+        headers = {}
+        if self.send_rate_headers:
+            limit = str(self.rate_limit or 90)
+            headers = {"X-RateLimit-Limit": limit, "X-RateLimit-Remaining": "0"}
+        if retry_after is not None:
+            headers["Retry-After"] = retry_after
         errors = [{"message": "Too Many Requests.", "status": 429}]
         return _json_answer(429, {"data": None, "errors": errors}, headers)
 
@@ -584,11 +590,7 @@ class FakeAniList:
         if self._window_count >= self.rate_limit:
             self.stats.rate_limited += 1
             wait = max(1, math.ceil(self._window_start + self.window_seconds - now))
-            headers = {"X-RateLimit-Limit": str(self.rate_limit), "X-RateLimit-Remaining": "0"}
-            if self.retry_after_header:
-                headers["Retry-After"] = str(wait)
-                headers["X-RateLimit-Reset"] = str(int(time.time()) + wait)
-            return self._too_many(headers), {}
+            return self._too_many(str(wait) if self.retry_after_header else None), {}
         self._window_count += 1
         if not self.send_rate_headers:
             return None, {}

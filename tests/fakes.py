@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from conftest import start_script
+
 from bert4rec.simulator import FakeAniList, FakeUser, World, make_entry, make_media
 
 FAST = ["--rate-limit", "60000"]  # pacing that costs the tests nothing
@@ -90,6 +92,17 @@ def wait_until(condition, timeout: float = 20.0, what: str = "condition") -> Non
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
+
+
+def kill_when_it_hangs(api: FakeAniList, script: str, *args: str) -> None:
+    """Start `script`, and kill it (SIGKILL: no cleanup at all) once one of its requests is
+    held by a hang fault of `api`."""
+    proc = start_script(script, "--api-url", api.url, *FAST, *args)
+    try:
+        wait_until(lambda: api.stats.hanging >= 1, what=f"{script} to hang on a request")
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 __all__ = ["FakeAniList", "FakeUser", "World", "make_entry", "make_media"]

@@ -75,3 +75,26 @@ def test_clear_errors_for_missing_foreign_and_newer_files(tmp_path):
     garbage.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(db.DatabaseError, match="cannot use"):
         db.connect(garbage)
+
+
+def test_catalogue_ranks_stay_unique_while_a_walk_is_half_done(tmp_path):
+    conn = db.connect(tmp_path / "bert.db")
+    db.upsert_anime(conn, [db.Anime(i, popularity_rank=i) for i in (1, 2, 3)])  # an old walk
+    new_page = [db.Anime(3, popularity_rank=1), db.Anime(4, popularity_rank=2)]
+    db.store_catalogue_page(conn, new_page, "walk", '{"ranked": 2}')
+    ranks = dict(conn.execute("SELECT anime_id, popularity_rank FROM bert_anime").fetchall())
+    assert ranks == {1: None, 2: None, 3: 1, 4: 2}
+    assert db.ranked_anime_ids(conn, 2) == {3, 4} and db.get_meta(conn, "walk") == '{"ranked": 2}'
+    db.upsert_anime(conn, [db.Anime(5, popularity_rank=9)])
+    assert db.finish_catalogue(conn, 2, "walk", "done") == 1  # rank 9 is past the walk's end
+    assert [a.anime_id for a in db.load_catalogue(conn)][:2] == [3, 4]
+
+
+def test_rescreen_moves_users_by_their_stored_watched_count(tmp_path):
+    conn = db.connect(tmp_path / "bert.db")
+    watched = [db.ListEntry(i, "COMPLETED") for i in range(3)]
+    db.store_user_list(conn, "Few", 1, watched + [db.ListEntry(9, "PLANNING")], state="too_few")
+    db.store_user_list(conn, "Many", 2, watched * 2 + [db.ListEntry(7, "DROPPED")])
+    assert db.rescreen_users(conn, 3) == (1, 0)  # PLANNING does not count
+    assert db.rescreen_users(conn, 5) == (0, 2)  # Many: 4 titles once duplicates collapse
+    assert db.count_users_by_state(conn) == {"too_few": 2}

@@ -7,8 +7,8 @@ import socket
 import sqlite3
 
 import pytest
-from conftest import run_script, start_script
-from fakes import FAST, catalogue, expected_order, wait_until
+from conftest import run_script
+from fakes import FAST, catalogue, expected_order, kill_when_it_hangs
 
 from bert4rec import catalogue as stage
 from bert4rec import db
@@ -64,15 +64,7 @@ def test_resumes_after_being_killed_mid_run(tmp_path):
     db_path = tmp_path / "bert.db"
     with FakeAniList(World(media)) as api:
         api.fail("hang", times=None, seconds=60, when=lambda s: s.answered["Page"] >= 3)
-        proc = start_script(
-            "prepare_dataset.py", "--api-url", api.url, "--db", str(db_path), *FAST,
-            "--count", "330",
-        )  # fmt: skip
-        try:
-            wait_until(lambda: api.stats.hanging >= 1, what="the fourth page request")
-        finally:
-            proc.kill()
-            proc.wait()
+        kill_when_it_hangs(api, "prepare_dataset.py", "--db", str(db_path), "--count", "330")
         assert ranked_ids(db_path) == expected_order(media)[:150]
         api.clear_faults()
         first_new_request = len(api.log)
