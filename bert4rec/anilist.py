@@ -245,8 +245,9 @@ class Pacer:
             self._last_remaining = remaining
             if remaining <= LOW_REMAINING:
                 now = self.clock()
-                end = (self._window_started or -math.inf) + RATE_WINDOW_SECONDS
-                if end <= now:  # our idea of the window is wrong: wait a whole one
+                started = self._window_started
+                end = -math.inf if started is None else started + RATE_WINDOW_SECONDS
+                if end <= now:  # no idea where the window began, or a wrong one: a whole one
                     end = now + RATE_WINDOW_SECONDS
                 self._next_at = max(self._next_at, end + WINDOW_MARGIN_SECONDS)
 

@@ -52,7 +52,7 @@ DISABLED_MESSAGE = (
     "Please check the official AniList Discord for more information."
 )
 PAGE_DEPTH_MESSAGE = "Page depth exceeds maximum allowed for API requests (5000 entries)"
-FAULT_KINDS = ("http500", "garbage", "hang", "disabled", "rate_limit", "not_found")
+FAULT_KINDS = ("http500", "garbage", "hang", "disconnect", "disabled", "rate_limit", "not_found")
 
 
 # --- the world -------------------------------------------------------------------------------
@@ -395,9 +395,12 @@ class Stats:
 
 @dataclass
 class Answer:
-    status: int
+    status: int  # DROP: close the connection without a word
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+
+
+DROP = 0
 
 
 def _json_answer(status: int, payload: dict, headers: dict | None = None) -> Answer:
@@ -505,8 +508,9 @@ class FakeAniList:
         when: Callable[[Stats], bool] | None = None,
     ) -> None:
         """Make coming requests fail. kind: http500 (HTTP 500), garbage (a non-JSON body with
-        `status`), hang (hold the answer `seconds`), disabled (403 API disabled), rate_limit
-        (429, Retry-After `retry_after` or none), not_found (404 "Not Found.")."""
+        `status`), hang (hold the answer `seconds`), disconnect (close the connection without
+        answering, as a lost network does), disabled (403 API disabled), rate_limit (429,
+        Retry-After `retry_after` or none), not_found (404 "Not Found.")."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault {kind!r}; expected one of {FAULT_KINDS}")
         with self._lock:
@@ -561,6 +565,8 @@ class FakeAniList:
         if fault.kind == "garbage":
             page = b"<html><body><h1>502 Bad Gateway</h1>cloudflare</body></html>"
             return Answer(fault.status, page, {"Content-Type": "text/html"})
+        if fault.kind == "disconnect":
+            return Answer(DROP, b"")
         if fault.kind == "disabled":
             return _error_answer(403, DISABLED_MESSAGE)
         if fault.kind == "not_found":
@@ -776,6 +782,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         answer = self.simulator.answer(body, dict(self.headers.items()))
+        if answer.status == DROP:
+            self.close_connection = True
+            return
         self._send(answer)
 
     def do_GET(self) -> None:  # noqa: N802

@@ -36,13 +36,16 @@ def run_script(
 def start_script(
     script: str, *args: str, cwd: Path | None = None, env: dict | None = None
 ) -> subprocess.Popen:
-    """Start a top-level script without waiting for it (to kill it mid-run, say)."""
+    """Start a top-level script without waiting for it (to kill it mid-run, say); read its
+    output with communicate()."""
     return subprocess.Popen(
         [sys.executable, str(ROOT / script), *args],
         cwd=cwd or ROOT,
         env=_script_env(env),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import time
 
 from conftest import start_script
@@ -15,7 +17,7 @@ class FakeClock:
     """monotonic() and sleep() for client and server: sleeping only moves the time on."""
 
     def __init__(self) -> None:
-        self.now = 1000.0
+        self.now = 0.0  # zero on purpose: a time of 0 must not read as "unknown"
         self.sleeps: list[float] = []
 
     def monotonic(self) -> float:
@@ -94,15 +96,19 @@ def wait_until(condition, timeout: float = 20.0, what: str = "condition") -> Non
         time.sleep(0.02)
 
 
-def kill_when_it_hangs(api: FakeAniList, script: str, *args: str) -> None:
-    """Start `script`, and kill it (SIGKILL: no cleanup at all) once one of its requests is
-    held by a hang fault of `api`."""
+def stop_when_it_hangs(
+    api: FakeAniList, script: str, *args: str, how: int = signal.SIGKILL
+) -> subprocess.CompletedProcess:
+    """Start `script` and send it `how` (SIGKILL: no cleanup at all; SIGINT: Ctrl-C) once one
+    of its requests is held by a hang fault of `api`. Returns its exit code and output."""
     proc = start_script(script, "--api-url", api.url, *FAST, *args)
     try:
         wait_until(lambda: api.stats.hanging >= 1, what=f"{script} to hang on a request")
+        proc.send_signal(how)
+        stdout, stderr = proc.communicate(timeout=20)
     finally:
         proc.kill()
-        proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 __all__ = ["FakeAniList", "FakeUser", "World", "make_entry", "make_media"]

@@ -157,7 +157,7 @@ def test_pacing_by_the_servers_headers_never_trips_its_limit(clock):
             client.fetch_user("Bob")
         assert api.stats.rate_limited == 0
         assert client.pacer.limit == 10
-        assert clock.now - 1000 > 3 * 60  # 35 requests at < 10 a minute
+        assert clock.now > 3 * 60  # 35 requests at < 10 a minute
 
 
 def test_without_headers_a_too_fast_client_is_limited_and_recovers(clock):

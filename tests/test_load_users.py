@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import codecs
+import signal
 import sqlite3
 
 from conftest import run_script
-from fakes import FAST, catalogue, kill_when_it_hangs, standard_world, user_with_list
+from fakes import FAST, catalogue, standard_world, stop_when_it_hangs, user_with_list
 
 from bert4rec import db
 from bert4rec.simulator import FakeAniList, World
@@ -116,7 +117,7 @@ def test_survives_being_killed_mid_run_and_carries_on(tmp_path):
     users_file(tmp_path, "\n".join(u.name for u in people))
     with FakeAniList(World(catalogue(40), people)) as api:
         api.fail("hang", times=None, seconds=60, when=lambda s: s.lists_served >= 3)
-        kill_when_it_hangs(
+        stop_when_it_hangs(
             api, "load_users.py", "--db", str(tmp_path / "bert.db"),
             "--users", str(tmp_path / "users.txt"),
         )  # fmt: skip
@@ -234,3 +235,30 @@ def test_help_explains_every_flag():
     for flag in ("--users", "--min-anime", "--refresh", "--discover", "--db", "--api-url"):
         assert flag in shown
     assert "--rate-limit" in shown and "datas_user.txt" in shown and "20" in shown
+
+
+def test_ctrl_c_stops_cleanly_with_the_summary(tmp_path):
+    users_file(tmp_path, "Alice\nBob\nCarol\n")
+    with FakeAniList(standard_world()) as api:
+        api.fail("hang", times=None, seconds=60, when=lambda s: s.lists_served >= 1)
+        stopped = stop_when_it_hangs(
+            api, "load_users.py", "--db", str(tmp_path / "bert.db"),
+            "--users", str(tmp_path / "users.txt"), how=signal.SIGINT,
+        )  # fmt: skip
+    assert stopped.returncode == 130
+    assert "interrupted" in stopped.stderr and "Traceback" not in stopped.stderr
+    assert summary(stopped.stdout)["loaded"] == ["1", "1"]
+    assert states(tmp_path) == {"Alice": "loaded"}
+
+
+def test_a_lost_network_stops_the_run_and_the_next_run_carries_on(tmp_path):
+    users_file(tmp_path, "Alice\nBob\nCarol\n")
+    with FakeAniList(standard_world()) as api:
+        api.fail("disconnect", times=None, when=lambda s: s.lists_served >= 1)
+        lost = load(api.url, tmp_path, "--max-retries", "1")
+        assert lost.returncode == 1 and "cannot reach the AniList API" in lost.stderr
+        assert states(tmp_path) == {"Alice": "loaded"}  # Bob is not blamed for the network
+        api.clear_faults()
+        again = load(api.url, tmp_path)
+    assert again.returncode == 0
+    assert states(tmp_path) == {"Alice": "loaded", "Bob": "loaded", "Carol": "too_few"}

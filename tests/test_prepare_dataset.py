@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 from conftest import run_script
-from fakes import FAST, catalogue, expected_order, kill_when_it_hangs
+from fakes import FAST, catalogue, expected_order, stop_when_it_hangs
 
 from bert4rec import catalogue as stage
 from bert4rec import db
@@ -64,7 +64,7 @@ def test_resumes_after_being_killed_mid_run(tmp_path):
     db_path = tmp_path / "bert.db"
     with FakeAniList(World(media)) as api:
         api.fail("hang", times=None, seconds=60, when=lambda s: s.answered["Page"] >= 3)
-        kill_when_it_hangs(api, "prepare_dataset.py", "--db", str(db_path), "--count", "330")
+        stop_when_it_hangs(api, "prepare_dataset.py", "--db", str(db_path), "--count", "330")
         assert ranked_ids(db_path) == expected_order(media)[:150]
         api.clear_faults()
         first_new_request = len(api.log)
