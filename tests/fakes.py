@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import time
 
@@ -97,14 +96,18 @@ def wait_until(condition, timeout: float = 20.0, what: str = "condition") -> Non
 
 
 def stop_when_it_hangs(
-    api: FakeAniList, script: str, *args: str, how: int = signal.SIGKILL
+    api: FakeAniList, script: str, *args: str, how: int | None = None
 ) -> subprocess.CompletedProcess:
-    """Start `script` and send it `how` (SIGKILL: no cleanup at all; SIGINT: Ctrl-C) once one
-    of its requests is held by a hang fault of `api`. Returns its exit code and output."""
+    """Start `script` and, once one of its requests is held by a hang fault of `api`, kill it
+    (no cleanup at all) or send it the signal `how` (signal.SIGINT: Ctrl-C). Returns its exit
+    code and output."""
     proc = start_script(script, "--api-url", api.url, *FAST, *args)
     try:
         wait_until(lambda: api.stats.hanging >= 1, what=f"{script} to hang on a request")
-        proc.send_signal(how)
+        if how is None:
+            proc.kill()
+        else:
+            proc.send_signal(how)
         stdout, stderr = proc.communicate(timeout=20)
     finally:
         proc.kill()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import codecs
 import signal
 import sqlite3
+import sys
 
+import pytest
 from conftest import run_script
 from fakes import FAST, catalogue, standard_world, stop_when_it_hangs, user_with_list
 
@@ -237,6 +239,7 @@ def test_help_explains_every_flag():
     assert "--rate-limit" in shown and "datas_user.txt" in shown and "20" in shown
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="Ctrl-C is not a signal on Windows")
 def test_ctrl_c_stops_cleanly_with_the_summary(tmp_path):
     users_file(tmp_path, "Alice\nBob\nCarol\n")
     with FakeAniList(standard_world()) as api:
