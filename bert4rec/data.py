@@ -33,6 +33,7 @@ import hashlib
 import math
 import os
 import random
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -235,11 +236,12 @@ class TrainingData:
 
 def hold_out_last(sequences: Sequence[np.ndarray]) -> NextItemCases:
     """Each sequence's last title becomes the target; the rest is the history it is ranked from."""
-    return NextItemCases([s[:-1] for s in sequences], np.array([s[-1] for s in sequences]))
+    targets = np.array([s[-1] for s in sequences], dtype=np.int64)
+    return NextItemCases([s[:-1] for s in sequences], targets)
 
 
 def load_sequences(
-    conn, mapping: ItemMapping, min_items: int
+    conn: sqlite3.Connection, mapping: ItemMapping, min_items: int
 ) -> tuple[list[UserSequence], int, int]:
     """(kept users, users loaded, users dropped for having fewer than min_items titles)."""
     histories = db.load_histories(conn)
@@ -247,7 +249,9 @@ def load_sequences(
     for history in histories:
         items = user_sequence(history.entries, mapping)
         if len(items) >= min_items:
-            kept.append(UserSequence(history.user_id, history.user_name, np.array(items)))
+            kept.append(
+                UserSequence(history.user_id, history.user_name, np.array(items, dtype=np.int64))
+            )
     return kept, len(histories), len(histories) - len(kept)
 
 

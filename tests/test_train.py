@@ -398,3 +398,13 @@ def test_sequences_are_built_from_the_store(planted_db):
             parts = [(a - 100) % 6 for a in ids if a < 1000 and (a - 100) // 6 == chain]
             assert parts == list(range(len(parts)))
         assert np.all(user.items >= 1) and np.all(user.items <= mapping.num_items)
+
+
+def test_worker_processes_change_nothing(planted_db, tmp_path):
+    """Batches depend on (seed, epoch, batch) only, so DataLoader workers give the same run."""
+    runs = [
+        training.train(tiny_config(planted_db, tmp_path / str(w), epochs=2, workers=w))
+        for w in (0, 2)
+    ]
+    assert runs[0].train_losses == runs[1].train_losses
+    assert runs[0].val_ranking == runs[1].val_ranking
