@@ -491,8 +491,8 @@ def start_run(config: TrainConfig, paths: OutputPaths) -> Run:
         run.restore(resumed)
         log.info(f"Resuming {config.resume} at epoch {run.start_epoch}/{config.epochs}")
     log.info(
-        f"Model: BERT4Rec, {config.layers} layers, {config.heads} heads, hidden {config.hidden}, "
-        f"feed-forward {config.resolved_ff_dim}, max length {config.max_seq_len}: "
+        f"Model: BERT4Rec (layers {config.layers}, heads {config.heads}, hidden {config.hidden}, "
+        f"feed-forward {config.resolved_ff_dim}, max length {config.max_seq_len}): "
         f"{model.num_parameters():,} parameters. {len(train_set)} training steps per epoch "
         f"(batch {config.batch_size})."
     )
