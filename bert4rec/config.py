@@ -1,0 +1,238 @@
+"""Every training setting and its default, in one place.
+
+`TrainConfig` is the single source of truth: `train_model.py --help` is generated from it,
+`output/models/training_config.json` is `asdict(config)`, and `flags_markdown()` renders the table
+the README shows. To add a setting, add one field with its help text; nothing else needs to change.
+
+Field metadata:
+- help: the sentence `--help` shows (the default is appended automatically).
+- type / choices / metavar: for argparse, where the default alone does not say.
+- shown_default: how --help and the README show a default that is not a plain value.
+- on_resume: "free" for settings that may change when a run is resumed (how long to train,
+  where to write, which device); every other setting must match the checkpoint, because it
+  changes what the network is or what it learns from.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from typing import Any
+
+from .paths import DEFAULT_DB_PATH, DEFAULT_OUTPUT_DIR
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _setting(default: Any, help: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # --- where the data comes from and where the results go
+    db: str = _setting(
+        DEFAULT_DB_PATH, "SQLite store built by the data stages", metavar="PATH", on_resume="free"
+    )
+    output: str = _setting(
+        DEFAULT_OUTPUT_DIR,
+        "folder for models/, plots/, checkpoints/ and logs/",
+        metavar="DIR",
+        on_resume="free",
+    )
+    # --- how long and on what
+    epochs: int = _setting(200, "number of passes over the training users", on_resume="free")
+    batch_size: int = _setting(64, "users (sequences) per training step")
+    device: str = _setting(
+        "auto",
+        "where to train: auto picks cuda, then mps, then cpu",
+        choices=DEVICES,
+        on_resume="free",
+    )
+    gpu: bool = _setting(
+        False,
+        "train on the CUDA GPU (same as --device cuda); stops if none is usable",
+        on_resume="free",
+    )
+    amp: bool = _setting(
+        True,
+        "mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling); "
+        "no effect on cpu or mps",
+        on_resume="free",
+    )
+    workers: int = _setting(
+        0,
+        "DataLoader worker processes building batches (0 = in the training process, "
+        "fastest on small CPUs: batches are built with a few array operations)",
+        on_resume="free",
+    )
+    threads: int = _setting(
+        0, "CPU threads PyTorch may use (0 = its default, one per core)", on_resume="free"
+    )
+    # --- the sequences
+    max_seq_len: int = _setting(200, "most recent titles of each user the model sees")
+    min_items: int = _setting(
+        5, "users with fewer watched catalogue titles are left out (and counted)"
+    )
+    val_fraction: float = _setting(0.1, "share of users held out for validation (9:1 split)")
+    mask_prob: float = _setting(
+        0.15, "share of each training sequence masked (at least one title per sequence)"
+    )
+    last_item_mask_prob: float = _setting(
+        0.1,
+        "share of sequences that mask only their last title instead, the next-title case "
+        "recommendations use",
+    )
+    # --- the network
+    hidden: int = _setting(256, "hidden size (item and position embeddings, attention)")
+    layers: int = _setting(2, "Transformer encoder blocks")
+    heads: int = _setting(4, "attention heads per block (must divide --hidden)")
+    ff_dim: int | None = _setting(
+        None, "feed-forward inner size", type=int, shown_default="4 x --hidden, as in BERT"
+    )
+    dropout: float = _setting(0.1, "dropout on embeddings, attention and feed-forward outputs")
+    # --- the optimiser
+    lr: float = _setting(1e-3, "peak learning rate of AdamW")
+    weight_decay: float = _setting(0.01, "AdamW weight decay (weight matrices only)")
+    warmup: float = _setting(
+        0.05, "share of all training steps spent warming the learning rate up from 0"
+    )
+    min_lr_ratio: float = _setting(
+        0.1, "after warm-up the learning rate decays (cosine) to this share of --lr"
+    )
+    grad_clip: float = _setting(1.0, "clip the gradient norm to this (0 = off)")
+    seed: int = _setting(42, "seed for the user split, shuffling, masking and initialisation")
+    # --- checkpoints and stopping
+    checkpoint_every: int = _setting(
+        10,
+        "save output/checkpoints/checkpoint_epoch_N.pth every N epochs (0 = never)",
+        on_resume="free",
+    )
+    patience: int = _setting(
+        0,
+        "stop when the validation loss has not improved for this many epochs "
+        "(0 = off: train all --epochs; best_model.pth keeps the best epoch anyway)",
+        on_resume="free",
+    )
+    resume: str | None = _setting(
+        None,
+        "continue a run from a checkpoint file (output/checkpoints/checkpoint_epoch_N.pth); "
+        "its settings are used unless given again",
+        type=str,
+        metavar="PATH",
+        shown_default="none",
+        on_resume="free",
+    )
+
+    @property
+    def resolved_ff_dim(self) -> int:
+        return self.ff_dim if self.ff_dim is not None else 4 * self.hidden
+
+    def validate(self) -> None:
+        """Raise ValueError naming the flag when a value cannot work."""
+        positive = ("epochs", "batch_size", "max_seq_len", "hidden", "layers", "heads", "lr")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{_flag(name)} must be positive (got {getattr(self, name)})")
+        for name in (
+            "workers",
+            "threads",
+            "checkpoint_every",
+            "patience",
+            "weight_decay",
+            "grad_clip",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{_flag(name)} cannot be negative (got {getattr(self, name)})")
+        shares = ("last_item_mask_prob", "warmup", "min_lr_ratio", "dropout")
+        for name in shares:
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"--{_flag(name)} must be between 0 and 1")
+        if not 0.0 < self.mask_prob <= 1.0:
+            raise ValueError("--mask-prob must be above 0 and at most 1")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError("--val-fraction must be between 0 and 1 (exclusive)")
+        if self.min_items < 2:
+            raise ValueError("--min-items must be at least 2 (one title to hide, one to show)")
+        if self.max_seq_len < 2:
+            raise ValueError("--max-seq-len must be at least 2")
+        if self.hidden % self.heads:
+            raise ValueError(f"--hidden {self.hidden} must be divisible by --heads {self.heads}")
+        if self.ff_dim is not None and self.ff_dim <= 0:
+            raise ValueError("--ff-dim must be positive")
+        if self.device not in DEVICES:
+            raise ValueError(f"--device must be one of {', '.join(DEVICES)}")
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def resume_fixed_fields() -> tuple[str, ...]:
+    """The settings a resumed run must share with its checkpoint."""
+    return tuple(f.name for f in fields(TrainConfig) if f.metadata.get("on_resume") != "free")
+
+
+def _default(f: Any) -> Any:
+    return f.default if f.default is not MISSING else f.default_factory()
+
+
+def _shown_default(f: Any) -> str:
+    default = _default(f)
+    if "shown_default" in f.metadata:
+        return f.metadata["shown_default"]
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return str(default)
+
+
+_METAVARS = {int: "N", float: "X", str: "TEXT"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field. Defaults are SUPPRESSed so the namespace holds only the
+    flags the user typed (resuming needs to know which settings were given again)."""
+    for f in fields(TrainConfig):
+        default = _default(f)
+        meta = f.metadata
+        help_text = f"{meta['help']} (default: {_shown_default(f)})"
+        flag = f"--{_flag(f.name)}"
+        if isinstance(default, bool):
+            # A switch that is off by default is only turned on; one that is on gets --no-X.
+            action = argparse.BooleanOptionalAction if default else "store_true"
+            parser.add_argument(flag, action=action, default=argparse.SUPPRESS, help=help_text)
+            continue
+        value_type = meta.get("type", type(default))
+        parser.add_argument(
+            flag,
+            type=value_type,
+            choices=meta.get("choices"),
+            default=argparse.SUPPRESS,
+            metavar=None if "choices" in meta else meta.get("metavar", _METAVARS[value_type]),
+            help=help_text,
+        )
+
+
+def given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the user typed on the command line (see add_arguments)."""
+    names = {f.name for f in fields(TrainConfig)}
+    return {k: v for k, v in vars(args).items() if k in names}
+
+
+def from_dict(values: dict[str, Any]) -> TrainConfig:
+    """A config from a dict such as a saved training_config.json; unknown keys are ignored so
+    files written by a newer version still load, missing keys take today's defaults."""
+    names = {f.name for f in fields(TrainConfig)}
+    return replace(TrainConfig(), **{k: v for k, v in values.items() if k in names})
+
+
+def to_dict(config: TrainConfig) -> dict[str, Any]:
+    return asdict(config)
+
+
+def flags_markdown() -> str:
+    """The README's table of train_model.py flags, generated from the defaults above."""
+    rows = ["| flag | default | meaning |", "| --- | --- | --- |"]
+    for f in fields(TrainConfig):
+        rows.append(f"| `--{_flag(f.name)}` | {_shown_default(f)} | {f.metadata['help']} |")
+    return "\n".join(rows)

@@ -1,0 +1,463 @@
+"""From stored watch lists to the model's inputs: item mapping, sequences, split, masked batches.
+
+Item indices
+    0 is padding; the catalogue's titles are 1..N, most popular first; N + 1 is the MASK token and
+    N + 2 a reserved special token (the spec's third one, never used as input or output), so the
+    embedding table has N + 3 rows. Only 1..N can ever be a target or a recommendation.
+
+A user's sequence (the watch order)
+    1. Keep the entries whose status is not PLANNING (CURRENT, COMPLETED, DROPPED, PAUSED and
+       REPEATING all count as watched) and whose title is in the catalogue (bert_anime). A title
+       appears at most once per user.
+    2. Give each entry a time: its completed date if it has one, else its started date, else the
+       time the list entry was last updated, else the time it was created. A partial date counts
+       as the first day of what it names ("2019" is 2019-01-01, "2019-04" is 2019-04-01); an
+       impossible month or day is dropped to the coarser date ("2019-02-30" is 2019-02-01). Dates
+       are read as midnight UTC, so they compare directly with the update and creation times.
+    3. Sort oldest first. Entries with no time at all come first, before every dated entry.
+       Ties are broken by creation time (earlier first, missing last), then by AniList id.
+    4. Users left with fewer than --min-items titles are dropped and counted.
+
+Split and masking
+    Users (not interactions) are split 9:1 into training and validation with a fixed seed, so
+    validation users are never seen in training. Each sequence keeps its most recent
+    --max-seq-len titles. Batches are padded on the left to their own longest sequence, so the
+    newest title is always in the last column, where the MASK goes when recommending.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import hashlib
+import math
+import os
+import random
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from . import db
+
+PAD_INDEX = 0
+NUM_SPECIAL_TOKENS = 3  # padding, MASK, reserved: the embedding table has N + 3 rows
+MAPPING_FORMAT = "bert4rec-item-mapping"
+
+
+class DataError(Exception):
+    """The store cannot give a training set. The message says what to do."""
+
+
+# --- item mapping ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ItemMapping:
+    """AniList id <-> item index. `anime_ids[i - 1]` is the AniList id of item index i."""
+
+    anime_ids: tuple[int, ...]
+
+    @classmethod
+    def from_catalogue(cls, catalogue: Sequence[db.Anime]) -> ItemMapping:
+        """Index 1 is the most popular title (db.load_catalogue already orders by rank)."""
+        return cls(tuple(a.anime_id for a in catalogue))
+
+    @property
+    def num_items(self) -> int:
+        return len(self.anime_ids)
+
+    @property
+    def mask_index(self) -> int:
+        return self.num_items + 1
+
+    @property
+    def reserved_index(self) -> int:
+        return self.num_items + 2
+
+    @property
+    def vocab_size(self) -> int:
+        return self.num_items + NUM_SPECIAL_TOKENS
+
+    @cached_property
+    def _index_of(self) -> dict[int, int]:
+        return {anime_id: i + 1 for i, anime_id in enumerate(self.anime_ids)}
+
+    def index(self, anime_id: int) -> int | None:
+        """The item index of an AniList id, or None when the title is not in the catalogue."""
+        return self._index_of.get(anime_id)
+
+    def anime_id(self, index: int) -> int:
+        if not 1 <= index <= self.num_items:
+            raise ValueError(f"item index {index} is padding or a special token, not a title")
+        return self.anime_ids[index - 1]
+
+    def to_dict(self) -> dict:
+        """The saved form (item_mappings.json / .pkl). `index_to_anime[i]` is the AniList id of
+        index i (null for padding and the special tokens)."""
+        n = self.num_items
+        return {
+            "format": MAPPING_FORMAT,
+            "version": 1,
+            "num_items": n,
+            "vocab_size": self.vocab_size,
+            "pad_index": PAD_INDEX,
+            "mask_index": self.mask_index,
+            "reserved_index": self.reserved_index,
+            "index_to_anime": [None, *self.anime_ids, None, None],
+            "anime_to_index": {anime_id: i + 1 for i, anime_id in enumerate(self.anime_ids)},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ItemMapping:
+        """Read to_dict()'s form, also after a JSON round trip (string keys)."""
+        if data.get("format") != MAPPING_FORMAT:
+            raise ValueError("not an item mapping written by train_model.py")
+        ids = data["index_to_anime"]
+        n = int(data["num_items"])
+        if len(ids) != n + NUM_SPECIAL_TOKENS or ids[0] is not None:
+            raise ValueError("item mapping is inconsistent (index_to_anime has the wrong shape)")
+        mapping = cls(tuple(int(a) for a in ids[1 : n + 1]))
+        forward = {int(k): int(v) for k, v in data["anime_to_index"].items()}
+        if forward != mapping._index_of:
+            raise ValueError("item mapping is inconsistent (anime_to_index != index_to_anime)")
+        return mapping
+
+
+# --- watch order -------------------------------------------------------------------------------
+
+
+def date_to_seconds(text: str | None) -> int | None:
+    """An AniList date ("2019-04-12", "2019-04", "2019") as Unix seconds at midnight UTC of its
+    first day; None when there is no readable year."""
+    if not text:
+        return None
+    parts = text.strip().split("-")
+    try:
+        numbers = [int(p) for p in parts[:3]]
+    except ValueError:
+        return None
+    year, month, day = (numbers + [1, 1])[:3]
+    if not 1 <= year <= 9999:
+        return None
+    if not 1 <= month <= 12:
+        month, day = 1, 1
+    try:
+        dt.date(year, month, day)
+    except ValueError:
+        day = 1
+    return calendar.timegm((year, month, day, 0, 0, 0))
+
+
+def watch_time(entry: db.ListEntry) -> int | None:
+    """When the user watched it: completed, else started, else updated, else created."""
+    for when in (date_to_seconds(entry.completed_at), date_to_seconds(entry.started_at)):
+        if when is not None:
+            return when
+    return entry.updated_at if entry.updated_at is not None else entry.created_at
+
+
+def watch_order_key(entry: db.ListEntry) -> tuple:
+    """Sort key of the module docstring's rule: undated first, then by time, created, id."""
+    when = watch_time(entry)
+    created = entry.created_at if entry.created_at is not None else math.inf
+    return (when is not None, when or 0, created, entry.anime_id)
+
+
+def user_sequence(entries: Sequence[db.ListEntry], mapping: ItemMapping) -> list[int]:
+    """The item indices of a user's watched catalogue titles in watch order."""
+    kept = {}
+    for entry in entries:
+        index = mapping.index(entry.anime_id)
+        if entry.watched and index is not None:
+            kept[entry.anime_id] = (watch_order_key(entry), index)
+    return [index for _, index in sorted(kept.values())]
+
+
+# --- the training set --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UserSequence:
+    user_id: int
+    user_name: str
+    items: np.ndarray  # item indices in watch order
+
+
+class NextItemCases(NamedTuple):
+    """Next-title ranking: for each case, rank `targets[i]` given `histories[i]` (which never
+    contains it); the other titles of the history are excluded from the ranking."""
+
+    histories: list[np.ndarray]
+    targets: np.ndarray
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    mapping: ItemMapping
+    train: list[UserSequence]
+    validation: list[UserSequence]
+    users_loaded: int
+    users_dropped: int  # fewer than min_items watched catalogue titles
+
+    @property
+    def train_sequences(self) -> list[np.ndarray]:
+        return [u.items for u in self.train]
+
+    @property
+    def validation_sequences(self) -> list[np.ndarray]:
+        return [u.items for u in self.validation]
+
+    def fingerprint(self) -> str:
+        """Changes when the catalogue, the users or their sequences change (checked on resume)."""
+        digest = hashlib.sha256(np.asarray(self.mapping.anime_ids, dtype=np.int64).tobytes())
+        for part in (self.train, self.validation):
+            for user in part:
+                digest.update(np.int64(user.user_id).tobytes() + user.items.tobytes() + b"|")
+            digest.update(b"#")
+        return digest.hexdigest()[:16]
+
+    def summary(self) -> dict:
+        lengths = [len(u.items) for u in self.train + self.validation]
+        return {
+            "catalogue_titles": self.mapping.num_items,
+            "users_loaded": self.users_loaded,
+            "users_dropped_too_few_items": self.users_dropped,
+            "train_users": len(self.train),
+            "validation_users": len(self.validation),
+            "interactions": int(sum(lengths)),
+            "mean_sequence_length": float(np.mean(lengths)) if lengths else 0.0,
+        }
+
+
+def hold_out_last(sequences: Sequence[np.ndarray]) -> NextItemCases:
+    """Each sequence's last title becomes the target; the rest is the history it is ranked from."""
+    targets = np.array([s[-1] for s in sequences], dtype=np.int64)
+    return NextItemCases([s[:-1] for s in sequences], targets)
+
+
+def load_sequences(
+    conn: sqlite3.Connection, mapping: ItemMapping, min_items: int
+) -> tuple[list[UserSequence], int, int]:
+    """(kept users, users loaded, users dropped for having fewer than min_items titles)."""
+    histories = db.load_histories(conn)
+    kept = []
+    for history in histories:
+        items = user_sequence(history.entries, mapping)
+        if len(items) >= min_items:
+            kept.append(
+                UserSequence(history.user_id, history.user_name, np.array(items, dtype=np.int64))
+            )
+    return kept, len(histories), len(histories) - len(kept)
+
+
+def split_users(
+    users: Sequence[UserSequence], val_fraction: float, seed: int
+) -> tuple[list[UserSequence], list[UserSequence]]:
+    """(train, validation), by user, with a fixed seed; at least one user on each side."""
+    ordered = sorted(users, key=lambda u: u.user_id)
+    random.Random(seed).shuffle(ordered)
+    n_val = min(max(1, round(len(ordered) * val_fraction)), len(ordered) - 1)
+    return ordered[n_val:], ordered[:n_val]
+
+
+def prepare_training_data(
+    db_path: str | os.PathLike[str], *, min_items: int, val_fraction: float, seed: int
+) -> TrainingData:
+    """Read the store and build the mapping, the sequences and the 9:1 user split.
+
+    Raises db.DatabaseError (missing or unreadable file) or DataError, each with what to do.
+    """
+    conn = db.connect(db_path, create=False)
+    try:
+        catalogue = db.load_catalogue(conn)
+        if not catalogue:
+            raise DataError(
+                f"{db_path} has no anime catalogue. Run prepare_dataset.py (1_prepare_anime) first."
+            )
+        mapping = ItemMapping.from_catalogue(catalogue)
+        users, loaded, dropped = load_sequences(conn, mapping, min_items)
+    finally:
+        conn.close()
+    if loaded == 0:
+        raise DataError(
+            f"{db_path} has no users with a loaded anime list. Run load_users.py (2_load_users) "
+            "with names in datas_user.txt first."
+        )
+    if len(users) < 2:
+        raise DataError(
+            f"too few users to split into training and validation: {len(users)} of {loaded} "
+            f"loaded users have at least {min_items} watched titles from the catalogue, and "
+            "at least 2 are needed. Load more users (load_users.py) or lower --min-items."
+        )
+    train, validation = split_users(users, val_fraction, seed)
+    return TrainingData(mapping, train, validation, loaded, dropped)
+
+
+# --- masked batches ----------------------------------------------------------------------------
+
+
+class MaskedBatch(NamedTuple):
+    inputs: torch.Tensor  # [B, L] item indices, MASK where hidden, PAD (0) on the left
+    labels: torch.Tensor  # [B, L] the hidden item where masked, else PAD (0)
+
+
+def pad_left(sequences: Sequence[np.ndarray], length: int | None = None) -> np.ndarray:
+    """[B, L] int64, each row right-aligned, zeros (PAD) on the left; L = longest unless given."""
+    length = max(len(s) for s in sequences) if length is None else length
+    out = np.zeros((len(sequences), length), dtype=np.int64)
+    for row, seq in enumerate(sequences):  # one slice per sequence, not per token
+        if len(seq):
+            out[row, length - len(seq) :] = seq
+    return out
+
+
+def mask_items(
+    items: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    mask_prob: float,
+    last_item_mask_prob: float,
+    mask_index: int,
+) -> MaskedBatch:
+    """Hide titles of a left-padded [B, L] batch: each real title with probability mask_prob
+    (at least one per row), or, for a last_item_mask_prob share of rows, only the newest one.
+
+    Every random number is drawn whatever the outcome, so a batch's masks depend on its seed
+    alone.
+    """
+    batch, length = items.shape
+    real = items != PAD_INDEX
+    masked = (rng.random(items.shape) < mask_prob) & real
+    lengths = real.sum(axis=1)
+    fallback = length - 1 - np.floor(rng.random(batch) * lengths).astype(np.int64)
+    last_only = rng.random(batch) < last_item_mask_prob
+    rows = np.arange(batch)
+    empty = ~masked.any(axis=1)
+    masked[rows[empty], fallback[empty]] = True
+    masked[last_only] = False
+    masked[rows[last_only], length - 1] = True
+    inputs = np.where(masked, mask_index, items)
+    labels = np.where(masked, items, PAD_INDEX)
+    return MaskedBatch(torch.from_numpy(inputs), torch.from_numpy(labels))
+
+
+class BERT4RecDataset(torch.utils.data.Dataset):
+    """The masked batches of one set of users; `dataset[b]` is batch b of the current epoch.
+
+    Why whole batches rather than single sequences: a batch is padded only to its own longest
+    sequence and masked with a few array operations, and its order and masks depend only on
+    (seed, epoch, b). So they are the same with any number of DataLoader workers, a resumed run
+    sees exactly the batches an uninterrupted one would, and a validation set (shuffle=False,
+    epoch never changed) has the same masks every epoch, which keeps its loss comparable.
+    Use it with `DataLoader(dataset, batch_size=None)`.
+    """
+
+    def __init__(
+        self,
+        sequences: Sequence[np.ndarray],
+        *,
+        max_seq_len: int,
+        batch_size: int,
+        mask_prob: float,
+        last_item_mask_prob: float,
+        mask_index: int,
+        seed: int,
+        shuffle: bool,
+    ) -> None:
+        self.sequences = [np.asarray(s[-max_seq_len:], dtype=np.int64) for s in sequences]
+        if any(((s <= PAD_INDEX) | (s >= mask_index)).any() for s in self.sequences):
+            raise ValueError("sequences may hold only item indices 1..N, no padding or tokens")
+        self.batch_size = batch_size
+        self.mask_prob = mask_prob
+        self.last_item_mask_prob = last_item_mask_prob
+        self.mask_index = mask_index
+        self.seed = seed
+        self.shuffle = shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.sequences) / self.batch_size)
+
+    @property
+    def num_sequences(self) -> int:
+        return len(self.sequences)
+
+    def _order(self) -> np.ndarray:
+        cached = getattr(self, "_order_cache", None)
+        if cached is None or cached[0] != self.epoch:
+            n = len(self.sequences)
+            order = np.arange(n)
+            if self.shuffle:
+                order = np.random.default_rng([self.seed, self.epoch, 0]).permutation(n)
+            cached = self._order_cache = (self.epoch, order)
+        return cached[1]
+
+    def __getitem__(self, b: int) -> MaskedBatch:
+        if not 0 <= b < len(self):
+            raise IndexError(b)
+        chosen = self._order()[b * self.batch_size : (b + 1) * self.batch_size]
+        items = pad_left([self.sequences[i] for i in chosen])
+        rng = np.random.default_rng([self.seed, self.epoch, 1, b])
+        return mask_items(
+            items,
+            rng,
+            mask_prob=self.mask_prob,
+            last_item_mask_prob=self.last_item_mask_prob,
+            mask_index=self.mask_index,
+        )
+
+
+# --- next-item inputs (evaluation, and recommendations for anyone) -----------------------------
+
+
+def next_item_inputs(
+    histories: Sequence[np.ndarray], mask_index: int, max_seq_len: int
+) -> torch.Tensor:
+    """[B, L]: each history's newest max_seq_len - 1 titles followed by MASK, padded left.
+    The model's logits at the last column rank the next title."""
+    rows = [
+        np.append(np.asarray(h[-(max_seq_len - 1) :], dtype=np.int64), mask_index)
+        for h in histories
+    ]
+    return torch.from_numpy(pad_left(rows))
+
+
+def seen_items(histories: Sequence[np.ndarray], vocab_size: int) -> torch.Tensor:
+    """[B, vocab] True at every title of each whole history (not only the newest max_seq_len)."""
+    seen = torch.zeros(len(histories), vocab_size, dtype=torch.bool)
+    lengths = [len(h) for h in histories]
+    if sum(lengths):
+        rows = np.repeat(np.arange(len(histories)), lengths)
+        seen[
+            torch.from_numpy(rows), torch.from_numpy(np.concatenate(histories).astype(np.int64))
+        ] = True
+    return seen
+
+
+class EncodedHistory(NamedTuple):
+    items: np.ndarray  # item indices in the given order, each title once
+    unknown: list[int]  # AniList ids not in the model's catalogue (left out)
+
+
+def encode_history(anime_ids: Sequence[int], mapping: ItemMapping) -> EncodedHistory:
+    """Any user's history (AniList ids, oldest first), e.g. a user never seen in training, as
+    item indices. A title given twice keeps its latest place. Feed `[encoded.items]` to
+    next_item_inputs to rank what comes next."""
+    latest: dict[int, int] = {}
+    unknown = []
+    for position, anime_id in enumerate(anime_ids):
+        index = mapping.index(int(anime_id))
+        if index is None:
+            unknown.append(int(anime_id))
+        else:
+            latest[index] = position
+    ordered = sorted(latest, key=latest.__getitem__)
+    return EncodedHistory(np.array(ordered, dtype=np.int64), unknown)

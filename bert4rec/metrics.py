@@ -1,0 +1,202 @@
+"""What training measures, and the record it keeps.
+
+Two kinds of figures:
+- The spec's Top-K accuracy over masked positions: at every masked position, a hit when the
+  hidden title is among the K best-scored titles; accuracy = hits / masked positions, summed
+  over the whole epoch.
+- Next-title ranking, the way recommendations are used: each validation user's last title is
+  hidden and the whole catalogue is ranked (full ranking, no sampled negatives), with the
+  user's other titles excluded. HR@K is the share of users whose hidden title ranks in the top
+  K, NDCG@K discounts a hit at rank r by 1 / log2(r + 1), MRR is the mean of 1 / rank. A most-
+  popular baseline is ranked the same way, so the figures say whether the model learned more
+  than popularity. Ties count against the hidden title, so a model that scores every title the
+  same ranks it last, not first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from .data import ItemMapping, NextItemCases, next_item_inputs, seen_items
+
+TOP_K = (1, 5, 10, 20)
+HIT_RATE_K = (1, 5, 10, 20)
+NDCG_K = (5, 10, 20)
+RANKING_METRICS = (*(f"HR@{k}" for k in HIT_RATE_K), *(f"NDCG@{k}" for k in NDCG_K), "MRR")
+
+
+# --- Top-K accuracy over masked positions ------------------------------------------------------
+
+
+def topk_hits(
+    logits: torch.Tensor, targets: torch.Tensor, ks: Sequence[int] = TOP_K
+) -> torch.Tensor:
+    """[len(ks)] hit counts: how many rows of [M, vocab] logits rank their target in the top k."""
+    k_max = min(max(ks), logits.shape[-1])
+    top = logits.topk(k_max, dim=-1).indices
+    found = (top == targets[:, None]).cumsum(dim=1).clamp(max=1)  # [M, k_max]: hit within first j+1
+    columns = torch.tensor([min(k, k_max) - 1 for k in ks], device=logits.device)
+    return found[:, columns].sum(dim=0)
+
+
+class TopKAccuracy:
+    """Hits and masked positions summed over an epoch; kept on the device until read, so no
+    training step waits for the accelerator."""
+
+    def __init__(self, ks: Sequence[int] = TOP_K) -> None:
+        self.ks = tuple(ks)
+        self.hits: torch.Tensor | int = 0
+        self.positions = 0
+
+    def update(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        self.hits = self.hits + topk_hits(logits.detach(), targets, self.ks)
+        self.positions += int(targets.numel())
+
+    def result(self) -> dict[int, float]:
+        if self.positions == 0:
+            return {k: 0.0 for k in self.ks}
+        hits = torch.as_tensor(self.hits).tolist()
+        return {k: h / self.positions for k, h in zip(self.ks, hits)}
+
+
+# --- next-title ranking ------------------------------------------------------------------------
+
+
+def target_ranks(
+    scores: torch.Tensor, targets: torch.Tensor, exclude: torch.Tensor
+) -> torch.Tensor:
+    """[B] 1-based rank of each target among the titles not excluded ([B, vocab] True).
+
+    Ties count against the target (rank = how many candidates score at least as high)."""
+    if exclude.gather(1, targets[:, None]).any():
+        raise ValueError("a target is among the excluded titles; it would leak or never rank")
+    scores = scores.float().masked_fill(exclude, float("-inf"))
+    target_scores = scores.gather(1, targets[:, None])
+    return (scores >= target_scores).sum(dim=1)
+
+
+def ranking_metrics(ranks: torch.Tensor | Sequence[int]) -> dict[str, float]:
+    """HR@1/5/10/20, NDCG@5/10/20 and MRR from 1-based ranks (one per user)."""
+    ranks = torch.as_tensor(ranks, dtype=torch.float64)
+    if ranks.numel() == 0:
+        return {name: 0.0 for name in RANKING_METRICS}
+    result = {f"HR@{k}": (ranks <= k).double().mean().item() for k in HIT_RATE_K}
+    gains = 1.0 / torch.log2(ranks + 1.0)
+    for k in NDCG_K:
+        result[f"NDCG@{k}"] = torch.where(ranks <= k, gains, 0.0).mean().item()
+    result["MRR"] = (1.0 / ranks).mean().item()
+    return result
+
+
+def rank_next_items(
+    cases: NextItemCases,
+    score: Callable[[torch.Tensor], torch.Tensor],
+    mapping: ItemMapping,
+    max_seq_len: int,
+    batch_size: int,
+) -> torch.Tensor:
+    """[cases] 1-based rank of each hidden title. `score` maps [B, L] inputs (history + MASK,
+    data.next_item_inputs) to [B, vocab] scores on the CPU. Each history's titles, padding and
+    the special tokens are excluded, whatever the scores say."""
+    not_a_title = torch.ones(mapping.vocab_size, dtype=torch.bool)
+    not_a_title[1 : mapping.num_items + 1] = False
+    ranks = []
+    for start in range(0, len(cases.targets), batch_size):
+        histories = cases.histories[start : start + batch_size]
+        targets = torch.as_tensor(cases.targets[start : start + batch_size], dtype=torch.long)
+        inputs = next_item_inputs(histories, mapping.mask_index, max_seq_len)
+        if (inputs == targets[:, None]).any():
+            raise ValueError("a hidden title is in its own input: the evaluation would leak")
+        exclude = seen_items(histories, mapping.vocab_size) | not_a_title
+        ranks.append(target_ranks(score(inputs), targets, exclude))
+    return torch.cat(ranks) if ranks else torch.zeros(0, dtype=torch.long)
+
+
+def popularity_scores(
+    sequences: Sequence[np.ndarray], vocab_size: int, num_items: int
+) -> torch.Tensor:
+    """[vocab] the most-popular baseline: how many training users watched each title, ties
+    broken by catalogue popularity (lower index first); padding and tokens score -inf."""
+    counts = np.bincount(np.concatenate(list(sequences)), minlength=vocab_size).astype(np.float64)
+    tie_break = 0.5 * (1.0 - np.arange(vocab_size) / vocab_size)  # < 1: never beats a count
+    scores = torch.from_numpy(counts + tie_break)
+    scores[0] = float("-inf")
+    scores[num_items + 1 :] = float("-inf")
+    return scores
+
+
+# --- the record of a run -----------------------------------------------------------------------
+
+
+@dataclass
+class History:
+    """Every per-epoch figure, one value per epoch (index 0 is epoch 1)."""
+
+    train_losses: list[float] = field(default_factory=list)
+    val_losses: list[float] = field(default_factory=list)
+    train_accuracies: dict[int, list[float]] = field(default_factory=lambda: _per_k())
+    val_accuracies: dict[int, list[float]] = field(default_factory=lambda: _per_k())
+    val_ranking: dict[str, list[float]] = field(
+        default_factory=lambda: {m: [] for m in RANKING_METRICS}
+    )
+    train_sequences_per_second: list[float] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+    learning_rates: list[float] = field(default_factory=list)
+    popularity_baseline: dict[str, float] = field(default_factory=dict)  # constant over epochs
+    best_epoch: int = 0
+    best_val_loss: float | None = None
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.train_losses)
+
+    def record_epoch(
+        self,
+        *,
+        train_loss: float,
+        train_accuracy: dict[int, float],
+        val_loss: float,
+        val_accuracy: dict[int, float],
+        ranking: dict[str, float],
+        sequences_per_second: float,
+        seconds: float,
+        learning_rate: float,
+    ) -> bool:
+        """Append one epoch; True when its validation loss is the best so far."""
+        self.train_losses.append(train_loss)
+        self.val_losses.append(val_loss)
+        for k in TOP_K:
+            self.train_accuracies[k].append(train_accuracy[k])
+            self.val_accuracies[k].append(val_accuracy[k])
+        for name in RANKING_METRICS:
+            self.val_ranking[name].append(ranking[name])
+        self.train_sequences_per_second.append(sequences_per_second)
+        self.epoch_seconds.append(seconds)
+        self.learning_rates.append(learning_rate)
+        improved = self.best_val_loss is None or val_loss < self.best_val_loss
+        if improved:
+            self.best_val_loss = val_loss
+            self.best_epoch = self.epochs_done
+        return improved
+
+    def epochs_since_best(self) -> int:
+        return self.epochs_done - self.best_epoch
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> History:
+        history = cls(**data)
+        # A JSON round trip turns the K keys into strings.
+        history.train_accuracies = {int(k): v for k, v in history.train_accuracies.items()}
+        history.val_accuracies = {int(k): v for k, v in history.val_accuracies.items()}
+        return history
+
+
+def _per_k() -> dict[int, list[float]]:
+    return {k: [] for k in TOP_K}

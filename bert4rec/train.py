@@ -1,0 +1,641 @@
+"""The training loop: data -> model -> per-epoch training, validation and ranking -> outputs.
+
+`train(config)` is the whole of stage 3 and can be called from Python (it returns the History).
+Output layout (under config.output):
+
+    models/       best_model.pth, final_model.pth, item_mappings.pkl / .json, training_config.json
+    plots/        loss_curve.png, accuracy_curve.png, combined_metrics.png, learning_curve.png,
+                  training_metrics.json
+    checkpoints/  checkpoint_epoch_10.pth, checkpoint_epoch_20.pth, ...
+    logs/         training.log
+
+Every file is written atomically. Reproducibility: the user split, the batch order and the masks
+depend only on the seed and the epoch (data.BERT4RecDataset); dropout uses torch's generator,
+whose state a checkpoint stores, so a resumed run repeats an uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from . import checkpoint, data, files, metrics, plots
+from . import config as config_module
+from .config import TrainConfig
+from .data import PAD_INDEX, BERT4RecDataset, TrainingData
+from .metrics import RANKING_METRICS, TOP_K, History
+from .model import BERT4Rec, ModelConfig, masked_loss
+
+log = logging.getLogger("bert4rec.train")
+
+BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]"
+RANKING_PROTOCOL = (
+    "next-title ranking on validation users: each user's last title is hidden and replaced by "
+    "MASK, the whole catalogue is ranked (full ranking, no sampled negatives) with the user's "
+    "other titles excluded; ties count against the hidden title"
+)
+
+
+class TrainingError(Exception):
+    """Training cannot start or go on. The message says what to do."""
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C: the last finished epoch was saved (when there was one) and can be resumed."""
+
+    def __init__(self, message: str, checkpoint_path: Path | None) -> None:
+        super().__init__(message)
+        self.checkpoint_path = checkpoint_path
+
+
+class OutputPaths:
+    """The spec's output layout under one folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.models = root / "models"
+        self.plots = root / "plots"
+        self.checkpoints = root / "checkpoints"
+        self.logs = root / "logs"
+
+    def checkpoint(self, epoch: int) -> Path:
+        return self.checkpoints / f"checkpoint_epoch_{epoch}.pth"
+
+
+# --- setup -------------------------------------------------------------------------------------
+
+
+def select_device(config: TrainConfig) -> torch.device:
+    """--device auto|cpu|cuda|mps, and --gpu (= cuda), refusing what is not usable."""
+    if config.gpu and config.device not in ("auto", "cuda"):
+        raise TrainingError(f"--gpu asks for CUDA but --device asks for {config.device}; give one.")
+    wanted = "cuda" if config.gpu else config.device
+    if wanted == "cuda" and not torch.cuda.is_available():
+        why = (
+            f"this PyTorch ({torch.__version__}) is a CPU-only build"
+            if torch.version.cuda is None
+            else "no CUDA device is visible (check the NVIDIA driver with nvidia-smi)"
+        )
+        raise TrainingError(
+            f"no usable CUDA GPU: {why}. Install the CUDA build of PyTorch (run setup again on "
+            "a machine with an NVIDIA GPU), or train on the CPU without --gpu."
+        )
+    mps_ok = torch.backends.mps.is_available()
+    if wanted == "mps" and not mps_ok:
+        raise TrainingError("--device mps: Apple's Metal backend is not available here.")
+    if wanted == "auto":
+        wanted = "cuda" if torch.cuda.is_available() else "mps" if mps_ok else "cpu"
+    return torch.device(wanted)
+
+
+def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """Mixed precision on CUDA only: bf16 where the GPU has it, else fp16 (with loss scaling)."""
+    if not config.amp or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def model_config_for(config: TrainConfig, num_items: int) -> ModelConfig:
+    return ModelConfig(
+        num_items=num_items,
+        max_seq_len=config.max_seq_len,
+        hidden=config.hidden,
+        layers=config.layers,
+        heads=config.heads,
+        ff_dim=config.resolved_ff_dim,
+        dropout=config.dropout,
+    )
+
+
+def optimizer_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Decay weight matrices and embeddings only, never biases or LayerNorm gains (nanoGPT)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
+    """Linear warm-up to 1, then cosine decay to min_ratio at total_steps."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_schedule(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    total = config.epochs * steps_per_epoch
+    warmup = round(config.warmup * total)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total, warmup, config.min_lr_ratio)
+    )
+
+
+def make_loader(dataset: BERT4RecDataset, config: TrainConfig, device: torch.device) -> DataLoader:
+    # batch_size=None: the dataset already yields whole padded, masked batches.
+    return DataLoader(
+        dataset, batch_size=None, num_workers=config.workers, pin_memory=device.type == "cuda"
+    )
+
+
+def make_datasets(
+    config: TrainConfig, training: TrainingData
+) -> tuple[BERT4RecDataset, BERT4RecDataset]:
+    """(training batches, reshuffled and remasked each epoch; validation batches, fixed)."""
+    common = {
+        "max_seq_len": config.max_seq_len,
+        "batch_size": config.batch_size,
+        "mask_prob": config.mask_prob,
+        "last_item_mask_prob": config.last_item_mask_prob,
+        "mask_index": training.mapping.mask_index,
+    }
+    train_set = BERT4RecDataset(training.train_sequences, seed=config.seed, shuffle=True, **common)
+    val_set = BERT4RecDataset(
+        training.validation_sequences, seed=config.seed + 1, shuffle=False, **common
+    )
+    return train_set, val_set
+
+
+def config_for_resume(path: str, given: dict[str, Any]) -> TrainConfig:
+    """The settings of a resumed run: the checkpoint's, overridden by the flags given again."""
+    saved = checkpoint.load(path, kind="training")
+    return config_module.from_dict({**saved["train_config"], **given, "resume": path})
+
+
+def check_resumable(payload: dict, config: TrainConfig, training: TrainingData) -> None:
+    saved = config_module.from_dict(payload["train_config"])
+    differing = [
+        name
+        for name in config_module.resume_fixed_fields()
+        if getattr(saved, name) != getattr(config, name)
+    ]
+    if differing:
+        described = ", ".join(
+            f"--{n.replace('_', '-')} {getattr(saved, n)} (now {getattr(config, n)})"
+            for n in differing
+        )
+        raise checkpoint.CheckpointError(
+            f"{config.resume} was trained with other settings: {described}. Leave those flags "
+            "out to continue that run, or start a new run without --resume."
+        )
+    if payload["data_fingerprint"] != training.fingerprint():
+        raise checkpoint.CheckpointError(
+            f"{config.resume} was trained on other data: the catalogue, the users or their "
+            f"lists in {config.db} changed since. Resume with the database it was trained on, "
+            "or start a new run without --resume."
+        )
+    if payload["epoch"] >= config.epochs:
+        raise TrainingError(
+            f"{config.resume} has already trained {payload['epoch']} of {config.epochs} epochs; "
+            "give a larger --epochs to train further."
+        )
+
+
+# --- one epoch ---------------------------------------------------------------------------------
+
+
+@dataclass
+class PhaseResult:
+    loss: float
+    accuracy: dict[int, float]
+    sequences: int
+    seconds: float
+
+    @property
+    def sequences_per_second(self) -> float:
+        return self.sequences / self.seconds if self.seconds > 0 else 0.0
+
+
+def progress(loader: DataLoader, description: str) -> tqdm:
+    # ascii bars ("#") render in every console, the Windows code pages included.
+    return tqdm(loader, desc=description, ascii=True, bar_format=BAR_FORMAT, file=sys.stderr)
+
+
+def run_epoch(
+    model: BERT4Rec,
+    loader: DataLoader,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    *,
+    description: str,
+    step: Any = None,
+) -> PhaseResult:
+    """One pass over `loader`: loss and Top-K accuracy over every masked position. With `step`
+    (a callable taking the loss) it trains; without, it only evaluates."""
+    model.train(step is not None)
+    accuracy = metrics.TopKAccuracy(TOP_K)
+    loss_sum = torch.zeros((), device=device)
+    sequences = 0
+    started = time.perf_counter()
+    with torch.set_grad_enabled(step is not None):
+        for inputs, labels in progress(loader, description):
+            inputs = inputs.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+            targets = labels[labels != PAD_INDEX]
+            with autocast(device, amp_dtype):
+                logits = model(inputs, labels)
+            loss = masked_loss(logits, targets)
+            if step is not None:
+                step(loss)
+            # Summed on the device and read once per epoch: no step waits for the GPU.
+            loss_sum += loss.detach() * targets.numel()
+            accuracy.update(logits, targets)
+            sequences += inputs.shape[0]
+    mean_loss = loss_sum.item() / max(1, accuracy.positions)
+    return PhaseResult(mean_loss, accuracy.result(), sequences, time.perf_counter() - started)
+
+
+def make_step(
+    model: BERT4Rec,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    scaler: torch.amp.GradScaler,
+    grad_clip: float,
+) -> Any:
+    def step(loss: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if grad_clip:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+
+    return step
+
+
+@torch.no_grad()
+def evaluate_next_item(
+    model: BERT4Rec,
+    cases: data.NextItemCases,
+    mapping: data.ItemMapping,
+    config: TrainConfig,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+) -> dict[str, float]:
+    """HR/NDCG/MRR of the model on next-title ranking (metrics module docstring)."""
+    model.eval()
+
+    def score(inputs: torch.Tensor) -> torch.Tensor:
+        with autocast(device, amp_dtype):
+            return model.next_item_logits(inputs.to(device)).float().cpu()
+
+    ranks = metrics.rank_next_items(cases, score, mapping, config.max_seq_len, config.batch_size)
+    return metrics.ranking_metrics(ranks)
+
+
+def popularity_baseline(training: TrainingData, cases: data.NextItemCases, config: TrainConfig):
+    popularity = metrics.popularity_scores(
+        training.train_sequences, training.mapping.vocab_size, training.mapping.num_items
+    )
+    ranks = metrics.rank_next_items(
+        cases,
+        lambda inputs: popularity.expand(len(inputs), -1),
+        training.mapping,
+        config.max_seq_len,
+        config.batch_size,
+    )
+    return metrics.ranking_metrics(ranks)
+
+
+# --- logging -----------------------------------------------------------------------------------
+
+
+class _ConsoleFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "file_only", False)
+
+
+@contextlib.contextmanager
+def logging_to(path: Path):
+    """Everything logged goes to the console (as printed) and to `path` (with timestamps)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    console = logging.StreamHandler(sys.stdout)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    console.addFilter(_ConsoleFilter())
+    logfile = logging.FileHandler(path, encoding="utf-8")
+    logfile.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    log.addHandler(console)
+    log.addHandler(logfile)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        yield
+    finally:
+        for handler in (console, logfile):
+            log.removeHandler(handler)
+            handler.close()
+
+
+def _format_ranking(values: dict[str, float]) -> str:
+    return "  ".join(f"{name} {values[name]:.4f}" for name in ("HR@10", "NDCG@10", "MRR"))
+
+
+def log_phase(prefix: str, result: PhaseResult) -> None:
+    log.info(f"  {prefix} loss: {result.loss:.4f}")
+    for k in TOP_K:
+        log.info(f"  {prefix} Top-{k} acc: {result.accuracy[k]:.4f}")
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """Everything one training run holds. A checkpoint saves and restores its state."""
+
+    config: TrainConfig
+    paths: OutputPaths
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    training: TrainingData
+    cases: data.NextItemCases  # next-title ranking on the validation users
+    model: BERT4Rec
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    train_set: BERT4RecDataset
+    train_loader: DataLoader
+    val_loader: DataLoader
+    history: History
+    start_epoch: int = 1
+
+    @property
+    def report(self) -> dict:
+        """What training_metrics.json says besides the per-epoch series."""
+        return {
+            "data": self.training.summary(),
+            "ranking_protocol": RANKING_PROTOCOL,
+            "device": str(self.device),
+        }
+
+    def model_file(self, epoch: int) -> dict:
+        last = {"val_loss": self.history.val_losses[-1]}
+        last.update({name: self.history.val_ranking[name][-1] for name in RANKING_METRICS})
+        return checkpoint.model_payload(
+            self.model,
+            self.training.mapping,
+            epoch=epoch,
+            train_config=asdict(self.config),
+            data_fingerprint=self.training.fingerprint(),
+            metrics=last,
+        )
+
+    def training_file(self, epoch: int) -> dict:
+        return checkpoint.training_payload(
+            self.model_file(epoch),
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            scaler=self.scaler,
+            history=self.history.to_dict(),
+        )
+
+    def restore(self, payload: dict) -> None:
+        self.model.load_state_dict(payload["model_state"])
+        self.optimizer.load_state_dict(payload["optimizer_state"])
+        self.scheduler.load_state_dict(payload["scheduler_state"])
+        self.scaler.load_state_dict(payload["scaler_state"])
+        self.history = History.from_dict(payload["history"])
+        checkpoint.restore_rng(payload["rng_state"])
+        self.start_epoch = payload["epoch"] + 1
+
+
+def train(config: TrainConfig) -> History:
+    """Train as configured (resuming from config.resume when set) and return the History.
+
+    Raises db.DatabaseError, data.DataError, checkpoint.CheckpointError or TrainingError with a
+    message for the user, ValueError for impossible settings, and TrainingInterrupted on
+    Ctrl-C after saving the last finished epoch.
+    """
+    config.validate()
+    paths = OutputPaths(Path(config.output))
+    with logging_to(paths.logs / "training.log"):
+        try:
+            run = start_run(config, paths)
+            return train_epochs(run)
+        except (TrainingError, checkpoint.CheckpointError, data.DataError) as exc:
+            log.error(f"error: {exc}", extra={"file_only": True})
+            raise
+
+
+def start_run(config: TrainConfig, paths: OutputPaths) -> Run:
+    """Device, data, model and optimiser; restored from config.resume when given."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = select_device(config)
+    amp_dtype = autocast_dtype(config, device)
+    log.info(f"Device: {device}" + (f" (mixed precision {amp_dtype})" if amp_dtype else ""))
+    training = data.prepare_training_data(
+        config.db, min_items=config.min_items, val_fraction=config.val_fraction, seed=config.seed
+    )
+    log_data_summary(config, training.summary())
+    resumed = checkpoint.load(config.resume, kind="training") if config.resume else None
+    if resumed is not None:
+        check_resumable(resumed, config, training)
+    elif any(paths.checkpoints.glob("checkpoint_epoch_*.pth")):
+        log.info(
+            f"Note: {paths.checkpoints} holds checkpoints of an earlier run; this run replaces "
+            "them as it reaches the same epochs."
+        )
+
+    seed_everything(config.seed)
+    model = BERT4Rec(model_config_for(config, training.mapping.num_items)).to(device)
+    train_set, val_set = make_datasets(config, training)
+    optimizer = torch.optim.AdamW(optimizer_groups(model, config.weight_decay), lr=config.lr)
+    run = Run(
+        config=config,
+        paths=paths,
+        device=device,
+        amp_dtype=amp_dtype,
+        training=training,
+        cases=data.hold_out_last(training.validation_sequences),
+        model=model,
+        optimizer=optimizer,
+        scheduler=build_schedule(optimizer, config, len(train_set)),
+        scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
+        train_set=train_set,
+        train_loader=make_loader(train_set, config, device),
+        val_loader=make_loader(val_set, config, device),
+        history=History(),
+    )
+    if resumed is not None:
+        run.restore(resumed)
+        log.info(f"Resuming {config.resume} at epoch {run.start_epoch}/{config.epochs}")
+    log.info(
+        f"Model: BERT4Rec (layers {config.layers}, heads {config.heads}, hidden {config.hidden}, "
+        f"feed-forward {config.resolved_ff_dim}, max length {config.max_seq_len}): "
+        f"{model.num_parameters():,} parameters. {len(train_set)} training steps per epoch "
+        f"(batch {config.batch_size})."
+    )
+    run.history.popularity_baseline = popularity_baseline(training, run.cases, config)
+    log.info(
+        f"Popularity baseline, next-title ranking on {len(run.cases.targets)} validation users "
+        f"(full ranking): {_format_ranking(run.history.popularity_baseline)}"
+    )
+    write_run_files(run)
+    return run
+
+
+def train_epochs(run: Run) -> History:
+    """The epochs from run.start_epoch on, then the final outputs."""
+    config, history = run.config, run.history
+    step = make_step(run.model, run.optimizer, run.scheduler, run.scaler, config.grad_clip)
+    finished: dict | None = None  # state after the last epoch finished in this process (Ctrl-C)
+    epoch = run.start_epoch - 1
+    try:
+        for epoch in range(run.start_epoch, config.epochs + 1):
+            improved = train_one_epoch(run, epoch, step)
+            save_epoch(run, epoch, improved)
+            finished = copy.deepcopy(run.training_file(epoch))
+            if config.patience and history.epochs_since_best() >= config.patience:
+                log.info(
+                    f"\nEarly stopping: the validation loss has not improved for "
+                    f"{config.patience} epochs (best: epoch {history.best_epoch})."
+                )
+                break
+    except KeyboardInterrupt:
+        raise interrupted(run, epoch, finished) from None
+
+    checkpoint.save(run.model_file(history.epochs_done), run.paths.models / "final_model.pth")
+    plots.write_all(history, run.paths.plots, run.report)
+    log.info(
+        f"\nTraining finished after {history.epochs_done} epochs. Best validation loss "
+        f"{history.best_val_loss:.4f} at epoch {history.best_epoch}: "
+        f"{run.paths.models / 'best_model.pth'} (the one to use). Plots: {run.paths.plots}"
+    )
+    return history
+
+
+def train_one_epoch(run: Run, epoch: int, step: Any) -> bool:
+    """Train, validate, rank, print the spec's lines and record them; True on a new best."""
+    log.info(f"\nEpoch {epoch}/{run.config.epochs}")
+    log.info("-" * 40)
+    learning_rate = run.scheduler.get_last_lr()[0]
+    run.train_set.set_epoch(epoch)
+    trained = run_epoch(
+        run.model, run.train_loader, run.device, run.amp_dtype, description="Training", step=step
+    )
+    log_phase("Train", trained)
+    log.info(
+        f"  Train speed: {trained.sequences_per_second:.1f} sequences/s ({trained.seconds:.2f} s)"
+    )
+    stop_if_not_finite("training", trained.loss, epoch, run)
+    validated = run_epoch(
+        run.model, run.val_loader, run.device, run.amp_dtype, description="Validation"
+    )
+    log_phase("Val", validated)
+    stop_if_not_finite("validation", validated.loss, epoch, run)
+    ranking = evaluate_next_item(
+        run.model, run.cases, run.training.mapping, run.config, run.device, run.amp_dtype
+    )
+    log.info(
+        f"  Val next-title ranking ({len(run.cases.targets)} users, full ranking): "
+        f"{_format_ranking(ranking)}  (popularity HR@10 "
+        f"{run.history.popularity_baseline['HR@10']:.4f})"
+    )
+    improved = run.history.record_epoch(
+        train_loss=trained.loss,
+        train_accuracy=trained.accuracy,
+        val_loss=validated.loss,
+        val_accuracy=validated.accuracy,
+        ranking=ranking,
+        sequences_per_second=trained.sequences_per_second,
+        seconds=trained.seconds + validated.seconds,
+        learning_rate=learning_rate,
+    )
+    if improved:
+        log.info("  New best model!")
+    return improved
+
+
+def save_epoch(run: Run, epoch: int, improved: bool) -> None:
+    """best_model.pth on a new best; every checkpoint_every epochs a checkpoint and the plots;
+    training_metrics.json every epoch (cheap, and lets a long run be watched)."""
+    if improved:
+        checkpoint.save(run.model_file(epoch), run.paths.models / "best_model.pth")
+    every = run.config.checkpoint_every
+    if every and epoch % every == 0:
+        checkpoint.save(run.training_file(epoch), run.paths.checkpoint(epoch))
+        plots.write_all(run.history, run.paths.plots, run.report)
+    else:
+        plots.write_metrics_json(run.history, run.paths.plots / plots.METRICS_FILE, run.report)
+
+
+def write_run_files(run: Run) -> None:
+    """The mapping and settings, written first so best_model.pth is usable from epoch 1 on.
+    item_mappings.json is what loaders read; the pickle is the spec's format."""
+    mapping = run.training.mapping.to_dict()
+    files.write_pickle(run.paths.models / "item_mappings.pkl", mapping)
+    files.write_json(run.paths.models / "item_mappings.json", mapping)
+    files.write_json(run.paths.models / "training_config.json", asdict(run.config))
+
+
+def log_data_summary(config: TrainConfig, summary: dict) -> None:
+    log.info(
+        f"Data: {config.db}: {summary['catalogue_titles']} titles; {summary['users_loaded']} "
+        f"users loaded, {summary['users_dropped_too_few_items']} left out (fewer than "
+        f"{config.min_items} watched catalogue titles); {summary['train_users']} training and "
+        f"{summary['validation_users']} validation users; {summary['interactions']} titles "
+        f"watched, {summary['mean_sequence_length']:.1f} per user"
+    )
+
+
+def stop_if_not_finite(phase: str, loss: float, epoch: int, run: Run) -> None:
+    if math.isfinite(loss):
+        return
+    amp = " or turn off mixed precision (--no-amp)" if run.amp_dtype else ""
+    best = run.history.best_epoch
+    kept = f" best_model.pth still holds epoch {best}." if best else ""
+    raise TrainingError(
+        f"the {phase} loss became {loss} in epoch {epoch}: training diverged. Lower --lr "
+        f"(now {run.config.lr}){amp} and start again.{kept}"
+    )
+
+
+def interrupted(run: Run, epoch: int, finished: dict | None) -> TrainingInterrupted:
+    """Save the last finished epoch (never a half-trained one) and say how to resume."""
+    if finished is None:
+        message = f"Interrupted in epoch {epoch}, before any epoch of this run finished."
+        if run.config.resume:
+            message += f" Nothing new to save; resume again from {run.config.resume}."
+        log.info("\n" + message)
+        return TrainingInterrupted(message, None)
+    done = finished["epoch"]
+    path = run.paths.checkpoint(done)
+    checkpoint.save(finished, path)
+    plots.write_all(History.from_dict(finished["history"]), run.paths.plots, run.report)
+    message = (
+        f"Interrupted in epoch {epoch}. Saved the state after epoch {done} to {path}.\n"
+        f"Resume with: python train_model.py --resume {path}"
+    )
+    log.info("\n" + message)
+    return TrainingInterrupted(message, path)

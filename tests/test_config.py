@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, fields, replace
+
+import pytest
+
+from bert4rec import config
+from bert4rec.config import TrainConfig
+
+
+def test_the_spec_defaults():
+    c = TrainConfig()
+    assert (c.epochs, c.batch_size, c.max_seq_len, c.mask_prob) == (200, 64, 200, 0.15)
+    assert (c.layers, c.heads, c.hidden, c.resolved_ff_dim) == (2, 4, 256, 1024)
+    assert (c.checkpoint_every, c.val_fraction, c.db) == (10, 0.1, "data/bert.db")
+
+
+def test_every_setting_has_help_and_appears_in_the_readme_table():
+    table = config.flags_markdown()
+    for f in fields(TrainConfig):
+        assert f.metadata["help"], f.name
+        assert f"| `--{f.name.replace('_', '-')}` |" in table
+    assert "| `--epochs` | 200 |" in table and "| `--gpu` | off |" in table
+
+
+def test_only_typed_flags_are_given():
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    args = parser.parse_args(["--epochs", "3", "--no-amp", "--gpu", "--ff-dim", "8"])
+    assert config.given_settings(args) == {"epochs": 3, "amp": False, "gpu": True, "ff_dim": 8}
+    assert config.given_settings(parser.parse_args([])) == {}
+
+
+def test_saved_settings_round_trip_and_tolerate_other_versions():
+    c = replace(TrainConfig(), hidden=64, resume="x.pth")
+    assert config.from_dict(asdict(c)) == c
+    assert config.from_dict({"hidden": 32, "from_a_newer_version": 1}).hidden == 32
+
+
+def test_what_may_change_on_resume():
+    fixed = config.resume_fixed_fields()
+    assert {"hidden", "lr", "seed", "batch_size", "mask_prob", "max_seq_len"} <= set(fixed)
+    assert not {"epochs", "output", "db", "device", "resume", "patience"} & set(fixed)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"epochs": 0}, "--epochs"),
+        ({"hidden": 30}, "divisible"),
+        ({"mask_prob": 0.0}, "--mask-prob"),
+        ({"val_fraction": 1.0}, "--val-fraction"),
+        ({"min_items": 1}, "--min-items"),
+        ({"dropout": 1.5}, "--dropout"),
+        ({"workers": -1}, "--workers"),
+    ],
+)
+def test_impossible_settings_name_their_flag(changes, message):
+    with pytest.raises(ValueError, match=message):
+        replace(TrainConfig(), **changes).validate()

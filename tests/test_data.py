@@ -1,0 +1,269 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from bert4rec import data, db
+from bert4rec.data import PAD_INDEX, BERT4RecDataset, ItemMapping
+
+
+def E(anime_id, status="COMPLETED", **kw):  # noqa: N802 - reads like a table row
+    return db.ListEntry(anime_id, status, **kw)
+
+
+MAPPING = ItemMapping((10, 20, 30, 40, 50))
+
+
+# --- the item mapping ----------------------------------------------------------------------------
+
+
+def test_mapping_reserves_padding_and_special_tokens():
+    assert MAPPING.index(10) == 1  # the most popular title is 1, never 0 (padding)
+    assert MAPPING.index(50) == 5
+    assert MAPPING.index(99) is None
+    assert (MAPPING.mask_index, MAPPING.reserved_index, MAPPING.vocab_size) == (6, 7, 8)
+    assert MAPPING.anime_id(1) == 10
+    for special in (PAD_INDEX, MAPPING.mask_index, MAPPING.reserved_index):
+        with pytest.raises(ValueError):
+            MAPPING.anime_id(special)
+
+
+def test_mapping_follows_popularity_rank_and_survives_json(tmp_path):
+    conn = db.connect(tmp_path / "bert.db")
+    db.upsert_anime(conn, [db.Anime(7, popularity_rank=2), db.Anime(3, popularity_rank=1)])
+    mapping = ItemMapping.from_catalogue(db.load_catalogue(conn))
+    assert mapping.anime_ids == (3, 7)
+    saved = json.loads(json.dumps(mapping.to_dict()))
+    assert saved["index_to_anime"] == [None, 3, 7, None, None]
+    assert saved["anime_to_index"] == {"3": 1, "7": 2}
+    assert ItemMapping.from_dict(saved) == mapping
+    saved["anime_to_index"]["3"] = 2
+    with pytest.raises(ValueError, match="inconsistent"):
+        ItemMapping.from_dict(saved)
+
+
+# --- the watch order ----------------------------------------------------------------------------
+
+
+def test_date_to_seconds_reads_partial_and_broken_dates():
+    day = data.date_to_seconds
+    assert day("2019") == day("2019-01-01") < day("2019-04") == day("2019-04-01")
+    assert day("2019-02-30") == day("2019-02-01")  # impossible day: month precision
+    assert day("2019-13-05") == day("2019")  # impossible month: year precision
+    assert day(None) is None and day("") is None and day("soon") is None
+    assert day("1970-01-02") == 86400
+
+
+def test_watch_order_rule():
+    t = data.date_to_seconds
+    entries = [
+        E(10, completed_at="2020-05-01", started_at="2019-01-01"),  # completed wins
+        E(20, started_at="2020-03-01", updated_at=1),  # started beats updated
+        E(30, updated_at=t("2020-04-01"), created_at=1),  # updated beats created
+        E(40, created_at=t("2020-04-15")),
+        E(50),  # no time at all: first
+    ]
+    assert data.user_sequence(entries, MAPPING) == [5, 2, 3, 4, 1]
+
+
+def test_partial_dates_and_ties():
+    entries = [
+        E(10, completed_at="2020-03-10"),
+        E(20, completed_at="2020-03"),  # = 2020-03-01, before the 10th
+        E(30, completed_at="2020", created_at=5),  # = 2020-01-01; ties with 40, created earlier
+        E(40, completed_at="2020-01-01", created_at=9),
+        E(50, completed_at="2020-01-01"),  # same day, no creation time: after both
+    ]
+    assert data.user_sequence(entries, MAPPING) == [3, 4, 5, 2, 1]
+
+
+def test_planning_and_unknown_titles_are_left_out():
+    entries = [
+        E(10, completed_at="2020-01-01"),
+        E(20, "PLANNING", created_at=1),
+        E(30, "DROPPED", started_at="2020-02-01"),
+        E(999, completed_at="2020-03-01"),  # not in the catalogue
+        E(40, "CURRENT", started_at="2020-04-01"),
+        E(50, "PAUSED", updated_at=2_000_000_000),
+    ]
+    assert data.user_sequence(entries, MAPPING) == [1, 3, 4, 5]
+
+
+def _store(tmp_path, lists: dict[int, list[db.ListEntry]], titles=(10, 20, 30, 40, 50)):
+    conn = db.connect(tmp_path / "bert.db")
+    db.upsert_anime(conn, [db.Anime(a, popularity_rank=i + 1) for i, a in enumerate(titles)])
+    for user_id, entries in lists.items():
+        db.store_user_list(conn, f"u{user_id}", user_id, entries)
+    conn.close()
+    return tmp_path / "bert.db"
+
+
+def test_prepare_drops_and_counts_short_users_and_splits_by_user(tmp_path):
+    full = [E(a, completed_at=f"2020-01-0{i + 1}") for i, a in enumerate((10, 20, 30, 40, 50))]
+    lists = {u: full for u in range(1, 21)}
+    lists[99] = full[:2] + [E(30, "PLANNING")]  # two watched titles: dropped
+    path = _store(tmp_path, lists)
+    prepared = data.prepare_training_data(path, min_items=3, val_fraction=0.1, seed=1)
+    assert (prepared.users_loaded, prepared.users_dropped) == (21, 1)
+    assert (len(prepared.train), len(prepared.validation)) == (18, 2)
+    train_ids = {u.user_id for u in prepared.train}
+    val_ids = {u.user_id for u in prepared.validation}
+    assert not train_ids & val_ids and 99 not in train_ids | val_ids
+    again = data.prepare_training_data(path, min_items=3, val_fraction=0.1, seed=1)
+    assert [u.user_id for u in again.validation] == [u.user_id for u in prepared.validation]
+    assert again.fingerprint() == prepared.fingerprint()
+    other = data.prepare_training_data(path, min_items=3, val_fraction=0.1, seed=2)
+    assert other.fingerprint() != prepared.fingerprint()  # another split
+    assert prepared.summary()["users_dropped_too_few_items"] == 1
+
+
+@pytest.mark.parametrize(
+    ("lists", "titles", "message"),
+    [
+        ({}, (), "no anime catalogue"),
+        ({}, (10, 20), "no users"),
+        ({1: [E(10), E(20)]}, (10, 20), "too few users"),
+    ],
+)
+def test_prepare_explains_what_is_missing(tmp_path, lists, titles, message):
+    path = _store(tmp_path, lists, titles)
+    with pytest.raises(data.DataError, match=message):
+        data.prepare_training_data(path, min_items=2, val_fraction=0.1, seed=0)
+
+
+def test_missing_database_is_a_clear_error(tmp_path):
+    with pytest.raises(db.DatabaseError, match="not found"):
+        data.prepare_training_data(tmp_path / "nope.db", min_items=2, val_fraction=0.1, seed=0)
+
+
+# --- masked batches -----------------------------------------------------------------------------
+
+
+def _dataset(sequences, **kw):
+    settings = {
+        "max_seq_len": 6,
+        "batch_size": 4,
+        "mask_prob": 0.15,
+        "last_item_mask_prob": 0.0,
+        "mask_index": 100,
+        "seed": 0,
+        "shuffle": True,
+    }
+    return BERT4RecDataset(sequences, **{**settings, **kw})
+
+
+def _random_sequences(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.permutation(np.arange(1, 99))[: rng.integers(1, 12)] for _ in range(n)]
+
+
+def test_batches_keep_the_newest_titles_and_pad_left_to_the_batch_longest():
+    ds = _dataset([np.array([1, 2, 3, 4, 5, 6, 7, 8]), np.array([9, 10])], mask_prob=1.0)
+    inputs, labels = ds[0]
+    assert inputs.shape == (2, 6)  # truncated to max_seq_len, no wider
+    rows = {tuple(r) for r in labels.tolist()}
+    assert (3, 4, 5, 6, 7, 8) in rows  # the most recent six, oldest dropped
+    assert (0, 0, 0, 0, 9, 10) in rows  # padding on the left
+    assert (inputs[labels != 0] == 100).all()
+    short = _dataset([np.array([1, 2]), np.array([3, 4, 5])], batch_size=2, mask_prob=1.0)
+    assert short[0].inputs.shape == (2, 3)  # the batch's longest, not max_seq_len
+
+
+def test_masks_are_valid_and_at_least_one_per_sequence():
+    ds = _dataset(_random_sequences(), mask_prob=0.01)
+    for epoch in (1, 2):
+        ds.set_epoch(epoch)
+        for inputs, labels in ds:
+            masked = labels != PAD_INDEX
+            assert masked.any(dim=1).all()  # at least one per row
+            assert (inputs[masked] == 100).all()  # MASK exactly where a label is
+            assert (inputs[~masked] != 100).all()
+            assert (labels[masked] >= 1).all() and (labels[masked] < 100).all()
+            assert not (masked & (inputs == PAD_INDEX)).any()
+
+
+def test_mask_share_is_about_mask_prob():
+    ds = _dataset(_random_sequences(400), mask_prob=0.3, max_seq_len=50)
+    masked = real = 0
+    for inputs, labels in ds:
+        masked += int((labels != 0).sum())
+        real += int((labels != 0).sum() + ((inputs != 0) & (inputs != 100)).sum())
+    assert 0.27 < masked / real < 0.36
+
+
+def test_last_item_rows_mask_only_the_newest_title():
+    ds = _dataset(_random_sequences(200), last_item_mask_prob=0.5, batch_size=200)
+    inputs, labels = ds[0]
+    only_last = (labels[:, :-1] == 0).all(dim=1) & (labels[:, -1] != 0)
+    assert 70 < int(only_last.sum()) < 150  # about half (plus short rows masked by chance)
+    none = _dataset(_random_sequences(200), last_item_mask_prob=0.0, batch_size=200)
+    all_ = _dataset(_random_sequences(200), last_item_mask_prob=1.0, batch_size=200)
+    assert (all_[0].labels[:, :-1] == 0).all() and (all_[0].labels[:, -1] != 0).all()
+    assert int((none[0].labels[:, :-1] != 0).sum()) > 0
+
+
+def test_batches_depend_only_on_seed_epoch_and_index():
+    sequences = _random_sequences()
+    a, b = _dataset(sequences), _dataset(sequences)
+    a.set_epoch(3)
+    b.set_epoch(3)
+    for i in reversed(range(len(a))):  # any order of access (workers) gives the same batch
+        assert torch.equal(a[i].inputs, b[i].inputs) and torch.equal(a[i].labels, b[i].labels)
+    first = a[0]
+    a.set_epoch(4)
+    assert not torch.equal(first.labels, a[0].labels)  # new order and masks each epoch
+
+
+def test_validation_batches_are_fixed_across_epochs():
+    ds = _dataset(_random_sequences(), shuffle=False)
+    before = [ds[i] for i in range(len(ds))]
+    again = [ds[i] for i in range(len(ds))]
+    assert all(torch.equal(x.labels, y.labels) for x, y in zip(before, again))
+
+
+def test_dataset_refuses_padding_or_tokens_inside_sequences():
+    with pytest.raises(ValueError):
+        _dataset([np.array([1, 0, 2])])
+    with pytest.raises(ValueError):
+        _dataset([np.array([1, 100])])
+
+
+def test_dataloader_with_workers_gives_the_same_batches():
+    sequences = _random_sequences()
+    ds = _dataset(sequences)
+    ds.set_epoch(2)
+    direct = [ds[i] for i in range(len(ds))]
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2)
+    for x, y in zip(direct, loader):
+        assert torch.equal(x.inputs, y.inputs) and torch.equal(x.labels, y.labels)
+
+
+# --- next-title inputs and new users -------------------------------------------------------------
+
+
+def test_next_item_inputs_end_with_mask_and_hold_out_never_leaks():
+    sequences = [np.array([1, 2, 3, 4, 5]), np.array([6, 7])]
+    cases = data.hold_out_last(sequences)
+    assert cases.targets.tolist() == [5, 7]
+    inputs = data.next_item_inputs(cases.histories, mask_index=9, max_seq_len=3)
+    assert inputs.tolist() == [[3, 4, 9], [0, 6, 9]]
+    assert not (inputs == torch.as_tensor(cases.targets)[:, None]).any()
+
+
+def test_seen_items_cover_the_whole_history_not_only_the_window():
+    seen = data.seen_items([np.array([1, 2, 3, 4]), np.array([5])], vocab_size=8)
+    assert seen.tolist() == [
+        [False, True, True, True, True, False, False, False],
+        [False, False, False, False, False, True, False, False],
+    ]
+
+
+def test_encode_history_of_a_new_user():
+    encoded = data.encode_history([30, 999, 10, 30, 50], MAPPING)
+    assert encoded.items.tolist() == [1, 3, 5]  # 30 given twice keeps its latest place
+    assert encoded.unknown == [999]
+    inputs = data.next_item_inputs([encoded.items], MAPPING.mask_index, max_seq_len=200)
+    assert inputs.tolist() == [[1, 3, 5, MAPPING.mask_index]]

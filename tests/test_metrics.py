@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bert4rec import metrics
+from bert4rec.data import ItemMapping, hold_out_last
+
+INF = float("-inf")
+
+
+def test_topk_hits_by_hand():
+    logits = torch.tensor(
+        [
+            [INF, 0.9, 0.5, 0.1, 0.3],  # order: 1, 2, 4, 3
+            [INF, 0.1, 0.2, 0.3, 0.4],  # order: 4, 3, 2, 1
+            [INF, 0.5, 0.4, 0.3, 0.2],  # order: 1, 2, 3, 4
+        ]
+    )
+    targets = torch.tensor([1, 2, 4])
+    # target ranks: 1, 3, 4
+    assert metrics.topk_hits(logits, targets, ks=(1, 2, 3, 4)).tolist() == [1, 1, 2, 3]
+
+
+def test_topk_accuracy_sums_over_the_epoch():
+    acc = metrics.TopKAccuracy(ks=(1, 2))
+    acc.update(torch.tensor([[INF, 1.0, 0.0]]), torch.tensor([1]))
+    acc.update(torch.tensor([[INF, 1.0, 0.0], [INF, 0.0, 1.0]]), torch.tensor([2, 1]))
+    assert acc.result() == {1: pytest.approx(1 / 3), 2: pytest.approx(3 / 3)}
+    assert acc.positions == 3
+
+
+def test_ranks_exclude_seen_titles_and_count_ties_against_the_target():
+    scores = torch.tensor([[INF, 5.0, 4.0, 3.0, 2.0]])
+    exclude = torch.tensor([[True, True, False, False, False]])
+    assert metrics.target_ranks(scores, torch.tensor([3]), exclude).tolist() == [2]
+    flat = torch.zeros(1, 5)
+    none = torch.zeros(1, 5, dtype=torch.bool)
+    assert metrics.target_ranks(flat, torch.tensor([2]), none).tolist() == [5]  # last, not first
+    with pytest.raises(ValueError, match="excluded"):
+        metrics.target_ranks(scores, torch.tensor([1]), exclude)
+
+
+def test_ranking_metrics_by_hand():
+    result = metrics.ranking_metrics([1, 3, 30, 6])
+    assert result["HR@1"] == pytest.approx(1 / 4)
+    assert result["HR@5"] == pytest.approx(2 / 4)
+    assert result["HR@10"] == pytest.approx(3 / 4)
+    assert result["HR@20"] == pytest.approx(3 / 4)
+    assert result["NDCG@5"] == pytest.approx((1 + 1 / math.log2(4)) / 4)
+    assert result["NDCG@10"] == pytest.approx((1 + 1 / math.log2(4) + 1 / math.log2(7)) / 4)
+    assert result["MRR"] == pytest.approx((1 + 1 / 3 + 1 / 30 + 1 / 6) / 4)
+    assert set(result) == set(metrics.RANKING_METRICS)
+
+
+def test_popularity_scores_count_training_users():
+    scores = metrics.popularity_scores(
+        [np.array([3, 1]), np.array([3, 2]), np.array([2, 3])], vocab_size=7, num_items=4
+    )
+    order = scores.argsort(descending=True).tolist()
+    assert order[:4] == [3, 2, 1, 4]  # counts 3, 2, 1, then 0; ties by catalogue rank
+    assert math.isinf(scores[0]) and math.isinf(scores[5]) and math.isinf(scores[6])
+
+
+def test_rank_next_items_full_ranking_without_leaks():
+    mapping = ItemMapping((11, 12, 13, 14, 15, 16))
+    cases = hold_out_last([np.array([1, 2, 3]), np.array([4, 5])])
+    seen_inputs = []
+
+    def score(inputs):
+        seen_inputs.append(inputs)
+        # Scores 6 > 5 > ... > 1: each history's titles are excluded before ranking.
+        return torch.arange(mapping.vocab_size, dtype=torch.float).expand(len(inputs), -1)
+
+    ranks = metrics.rank_next_items(cases, score, mapping, max_seq_len=10, batch_size=1)
+    # user 1: target 3, candidates 3..6 minus none seen of them -> 6, 5, 4 rank above it: 4.
+    # user 2: target 5, 4 seen, candidates 6, 5, 3, 2, 1 -> rank 2.
+    assert ranks.tolist() == [4, 2]
+    assert all((x[:, -1] == mapping.mask_index).all() for x in seen_inputs)
+
+
+def test_a_leaking_case_is_refused():
+    mapping = ItemMapping((11, 12, 13))
+    leaky = metrics.NextItemCases([np.array([1, 2])], np.array([2]))
+    with pytest.raises(ValueError, match="leak"):
+        metrics.rank_next_items(leaky, lambda x: torch.zeros(1, 6), mapping, 5, 4)
+
+
+def test_history_records_one_value_per_epoch_and_the_best():
+    history = metrics.History()
+    acc = {k: 0.5 for k in metrics.TOP_K}
+    ranking = {m: 0.1 for m in metrics.RANKING_METRICS}
+    for val_loss in (3.0, 2.0, 2.5):
+        history.record_epoch(
+            train_loss=1.0,
+            train_accuracy=acc,
+            val_loss=val_loss,
+            val_accuracy=acc,
+            ranking=ranking,
+            sequences_per_second=10.0,
+            seconds=1.0,
+            learning_rate=0.1,
+        )
+    assert (history.best_epoch, history.best_val_loss, history.epochs_since_best()) == (2, 2.0, 1)
+    restored = metrics.History.from_dict(
+        {**history.to_dict(), "train_accuracies": {"1": [0.5] * 3, "5": [], "10": [], "20": []}}
+    )
+    assert restored.train_accuracies[1] == [0.5] * 3

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bert4rec import checkpoint
+from bert4rec.data import ItemMapping
+from bert4rec.model import BERT4Rec, ModelConfig, masked_loss
+
+NUM_ITEMS = 30
+MASK = NUM_ITEMS + 1
+
+
+def tiny_model(**overrides) -> BERT4Rec:
+    torch.manual_seed(0)
+    settings = dict(
+        num_items=NUM_ITEMS, max_seq_len=8, hidden=16, layers=2, heads=2, ff_dim=24, dropout=0.1
+    )
+    return BERT4Rec(ModelConfig(**{**settings, **overrides}))
+
+
+def test_sizes_follow_the_config():
+    model = tiny_model()
+    assert model.item_embedding.weight.shape == (NUM_ITEMS + 3, 16)  # N + 3 rows
+    assert model.position_embedding.weight.shape == (8, 16)
+    assert len(model.blocks) == 2
+    assert model.blocks[0].feed_forward.up.out_features == 24
+    assert torch.count_nonzero(model.item_embedding.weight[0]) == 0  # padding row
+
+
+def test_training_logits_only_at_masked_positions():
+    model = tiny_model()
+    inputs = torch.tensor([[0, 0, 3, MASK, 5], [1, MASK, 2, MASK, MASK]])
+    labels = torch.tensor([[0, 0, 0, 4, 0], [0, 7, 0, 9, 10]])
+    logits = model(inputs, labels)
+    assert logits.shape == (4, NUM_ITEMS + 3)  # 4 masked positions, not 2 x 5
+    loss = masked_loss(logits, labels[labels != 0])
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
+def test_padding_and_special_tokens_are_never_predicted():
+    model = tiny_model().eval()
+    inputs = torch.randint(1, NUM_ITEMS + 1, (6, 8))
+    inputs[:, -1] = MASK
+    logits = model.next_item_logits(inputs)
+    assert torch.isneginf(logits[:, 0]).all()
+    assert torch.isneginf(logits[:, NUM_ITEMS + 1 :]).all()
+    assert torch.isfinite(logits[:, 1 : NUM_ITEMS + 1]).all()
+    ranked = logits.topk(NUM_ITEMS, dim=1).indices
+    assert ((ranked >= 1) & (ranked <= NUM_ITEMS)).all()
+
+
+def test_padding_changes_nothing():
+    """Extra padding on the left (a longer batch) must not change the states of real titles:
+    the key-padding mask hides it and positions count from the newest title."""
+    model = tiny_model().eval()
+    short = torch.tensor([[4, 7, 2, MASK]])
+    padded = torch.tensor([[0, 0, 0, 4, 7, 2, MASK]])
+    with torch.no_grad():
+        assert torch.allclose(
+            model.next_item_logits(short), model.next_item_logits(padded), atol=1e-5
+        )
+
+
+def test_attention_is_bidirectional():
+    model = tiny_model().eval()
+    with torch.no_grad():
+        a = model.encode(torch.tensor([[4, MASK, 2]]))[0, 1]
+        b = model.encode(torch.tensor([[4, MASK, 9]]))[0, 1]
+    assert not torch.allclose(a, b)  # the title after the MASK matters
+
+
+def test_longer_than_max_seq_len_is_refused():
+    with pytest.raises(ValueError):
+        tiny_model().encode(torch.ones(1, 9, dtype=torch.long))
+
+
+def test_model_file_round_trip(tmp_path):
+    model = tiny_model().eval()
+    mapping = ItemMapping(tuple(range(100, 100 + NUM_ITEMS)))
+    payload = checkpoint.model_payload(
+        model, mapping, epoch=3, train_config={}, data_fingerprint="x", metrics={}
+    )
+    checkpoint.save(payload, tmp_path / "m.pth")
+    loaded = checkpoint.load_model(tmp_path / "m.pth")
+    assert loaded.mapping == mapping and loaded.payload["epoch"] == 3
+    inputs = torch.tensor([[1, 2, MASK]])
+    with torch.no_grad():
+        assert torch.equal(loaded.model.next_item_logits(inputs), model.next_item_logits(inputs))
+
+
+def test_mismatched_mapping_is_refused(tmp_path):
+    model = tiny_model()
+    payload = checkpoint.model_payload(
+        model, ItemMapping((1, 2, 3)), epoch=1, train_config={}, data_fingerprint="x", metrics={}
+    )
+    checkpoint.save(payload, tmp_path / "m.pth")
+    with pytest.raises(checkpoint.CheckpointError, match="usable model"):
+        checkpoint.load_model(tmp_path / "m.pth")

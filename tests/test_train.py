@@ -1,0 +1,410 @@
+"""train_model.py end to end on planted stores, on the CPU, with a tiny model."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, run_script
+from matplotlib.image import imread
+from planted import make_store
+
+from bert4rec import checkpoint, data, db, metrics, plots
+from bert4rec import train as training
+from bert4rec.config import TrainConfig
+
+TINY = {
+    "hidden": 64,
+    "heads": 2,
+    "layers": 1,
+    "max_seq_len": 20,
+    "batch_size": 8,
+    "lr": 2e-3,
+    "val_fraction": 0.2,
+    "threads": 1,  # tiny matrices: one thread beats two fighting over a busy CPU
+}
+EPOCHS = 24
+CHECKPOINT_EVERY = 12
+PER_EPOCH_SERIES = (
+    "train_losses",
+    "val_losses",
+    "train_sequences_per_second",
+    "epoch_seconds",
+    "learning_rates",
+)
+# The figures a resumed run must repeat exactly (timings differ, of course).
+REPRODUCIBLE = (
+    "train_losses",
+    "val_losses",
+    "train_accuracies",
+    "val_accuracies",
+    "val_ranking",
+    "learning_rates",
+    "best_epoch",
+    "best_val_loss",
+)
+
+
+def reproducible(record: dict) -> dict[str, float]:
+    """The REPRODUCIBLE figures of a History dict or metrics file, flattened for comparison."""
+    flat = {}
+    for name in REPRODUCIBLE:
+        value = record[name]
+        if isinstance(value, dict):
+            for key, series in value.items():
+                flat.update({f"{name}[{key}][{i}]": v for i, v in enumerate(series)})
+        elif isinstance(value, list):
+            flat.update({f"{name}[{i}]": v for i, v in enumerate(value)})
+        else:
+            flat[name] = value
+    return flat
+
+
+def flags(settings: dict) -> list[str]:
+    return [x for k, v in settings.items() for x in (f"--{k.replace('_', '-')}", str(v))]
+
+
+@pytest.fixture(scope="module")
+def planted_db(tmp_path_factory) -> Path:
+    return make_store(tmp_path_factory.mktemp("store") / "bert.db", users=200)
+
+
+@pytest.fixture(scope="module")
+def reference(planted_db, tmp_path_factory):
+    """One uninterrupted run through the CLI; several tests read its outputs."""
+    out = tmp_path_factory.mktemp("reference")
+    args = flags({**TINY, "epochs": EPOCHS, "checkpoint_every": CHECKPOINT_EVERY})
+    result = run_script("train_model.py", "--db", str(planted_db), "--output", str(out), *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+def read_metrics(out: Path) -> dict:
+    return json.loads((out / "plots" / "training_metrics.json").read_text(encoding="utf-8"))
+
+
+def test_every_output_exists_and_is_valid(reference):
+    out, _ = reference
+    expected = [
+        "models/best_model.pth",
+        "models/final_model.pth",
+        "models/item_mappings.pkl",
+        "models/item_mappings.json",
+        "models/training_config.json",
+        *(f"plots/{name}" for name in plots.PLOT_FILES),
+        "plots/training_metrics.json",
+        f"checkpoints/checkpoint_epoch_{CHECKPOINT_EVERY}.pth",
+        f"checkpoints/checkpoint_epoch_{EPOCHS}.pth",
+        "logs/training.log",
+    ]
+    for name in expected:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert not list(out.rglob("*.tmp")), "a temporary file was left behind"
+    for name in plots.PLOT_FILES:
+        image = imread(out / "plots" / name)  # decodes the PNG
+        assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 200
+
+    record = read_metrics(out)
+    assert record["epochs"] == list(range(1, EPOCHS + 1))
+    for name in PER_EPOCH_SERIES:
+        assert len(record[name]) == EPOCHS, name
+    for name in ("train_accuracies", "val_accuracies"):
+        assert sorted(record[name], key=int) == ["1", "5", "10", "20"]
+        assert all(len(v) == EPOCHS for v in record[name].values())
+    assert set(record["val_ranking"]) == set(metrics.RANKING_METRICS)
+    assert all(len(v) == EPOCHS for v in record["val_ranking"].values())
+    assert set(record["popularity_baseline"]) == set(metrics.RANKING_METRICS)
+    assert all(v > 0 for v in record["train_sequences_per_second"])
+    assert record["data"]["validation_users"] == 40 and "full ranking" in record["ranking_protocol"]
+
+    mapping_json = json.loads((out / "models/item_mappings.json").read_text(encoding="utf-8"))
+    with open(out / "models/item_mappings.pkl", "rb") as handle:
+        mapping_pkl = pickle.load(handle)
+    assert data.ItemMapping.from_dict(mapping_json) == data.ItemMapping.from_dict(mapping_pkl)
+    assert mapping_pkl["index_to_anime"][0] is None and mapping_pkl["vocab_size"] == 63
+
+    saved_config = json.loads((out / "models/training_config.json").read_text(encoding="utf-8"))
+    assert saved_config["hidden"] == 64 and saved_config["epochs"] == EPOCHS
+    assert set(saved_config) == set(asdict(TrainConfig()))
+
+    best = checkpoint.load_model(out / "models/best_model.pth")
+    assert best.payload["epoch"] == record["best_epoch"]
+    assert best.mapping == data.ItemMapping.from_dict(mapping_json)
+    final = checkpoint.load(out / "models/final_model.pth", kind="model")
+    assert final["epoch"] == EPOCHS
+
+
+def test_console_and_log_follow_the_spec(reference):
+    out, result = reference
+    lines = result.stdout.splitlines()
+    start = lines.index("Epoch 1/24")
+    assert lines[start + 1] == "-" * 40
+    block = lines[start + 2 : start + 20]
+    for expected in (
+        "  Train loss: ",
+        "  Train Top-1 acc: ",
+        "  Train Top-5 acc: ",
+        "  Train Top-10 acc: ",
+        "  Train Top-20 acc: ",
+        "  Train speed: ",
+        "  Val loss: ",
+        "  Val Top-1 acc: ",
+        "  Val Top-20 acc: ",
+        "  Val next-title ranking",
+        "  New best model!",  # the first epoch is always the best so far
+    ):
+        assert any(line.startswith(expected) for line in block), expected
+    assert "Training: 100%|##########|" in result.stderr
+    assert "Validation: 100%|##########|" in result.stderr
+    log = (out / "logs/training.log").read_text(encoding="utf-8")
+    assert f"Epoch {EPOCHS}/{EPOCHS}" in log and "Train speed:" in log and "Val loss:" in log
+
+
+def test_planted_pattern_is_learned_far_above_popularity(reference):
+    record = read_metrics(reference[0])
+    model_hr = record["val_ranking"]["HR@10"][-1]
+    baseline_hr = record["popularity_baseline"]["HR@10"]
+    assert model_hr >= 0.8, record["val_ranking"]["HR@10"]
+    assert model_hr >= baseline_hr + 0.4
+    assert record["val_ranking"]["NDCG@10"][-1] > 2 * record["popularity_baseline"]["NDCG@10"]
+    assert record["val_losses"][-1] < record["val_losses"][0]
+
+
+def test_trained_model_never_ranks_padding_or_tokens_and_follows_chains(reference, planted_db):
+    loaded = checkpoint.load_model(reference[0] / "models/best_model.pth")
+    mapping, model = loaded.mapping, loaded.model
+    # A new user (never in training) who watched parts 0, 1, 2 of chain 3: part 3 comes next.
+    history = data.encode_history([100 + 3 * 6 + p for p in range(3)], mapping)
+    inputs = data.next_item_inputs([history.items], mapping.mask_index, max_seq_len=20)
+    with torch.no_grad():
+        logits = model.next_item_logits(inputs)[0]
+    ranked = logits.topk(mapping.num_items).indices
+    assert ((ranked >= 1) & (ranked <= mapping.num_items)).all()
+    top = [mapping.anime_id(int(i)) for i in ranked if int(i) not in set(history.items)]
+    assert 100 + 3 * 6 + 3 in top[:3]
+
+
+def test_resume_repeats_an_uninterrupted_run(reference, tmp_path):
+    out, _ = reference
+    resumed_out = tmp_path / "resumed"
+    ckpt = out / f"checkpoints/checkpoint_epoch_{CHECKPOINT_EVERY}.pth"
+    result = run_script("train_model.py", "--resume", str(ckpt), "--output", str(resumed_out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Epoch {CHECKPOINT_EVERY + 1}/{EPOCHS}" in result.stdout
+    assert "Epoch 1/" not in result.stdout
+    uninterrupted, resumed = read_metrics(out), read_metrics(resumed_out)
+    assert reproducible(resumed) == pytest.approx(reproducible(uninterrupted), abs=1e-6)
+
+
+def tiny_config(db_path: Path, out: Path, **overrides) -> TrainConfig:
+    return replace(TrainConfig(), db=str(db_path), output=str(out), **{**TINY, **overrides})
+
+
+def test_ctrl_c_saves_the_last_finished_epoch_and_resumes_exactly(
+    planted_db, tmp_path, monkeypatch
+):
+    config = tiny_config(planted_db, tmp_path / "a", epochs=4, checkpoint_every=0)
+    uninterrupted = training.train(replace(config, output=str(tmp_path / "b")))
+
+    real_run_epoch = training.run_epoch
+    calls = {"n": 0}
+
+    def interrupt_in_epoch_3(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # train and validation of epochs 1 and 2, then epoch 3's training
+            raise KeyboardInterrupt
+        return real_run_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "run_epoch", interrupt_in_epoch_3)
+    with pytest.raises(training.TrainingInterrupted, match="Resume with") as caught:
+        training.train(config)
+    saved = caught.value.checkpoint_path
+    assert saved == tmp_path / "a/checkpoints/checkpoint_epoch_2.pth" and saved.is_file()
+    monkeypatch.setattr(training, "run_epoch", real_run_epoch)
+
+    resumed = training.train(replace(config, resume=str(saved)))
+    assert reproducible(resumed.to_dict()) == pytest.approx(
+        reproducible(uninterrupted.to_dict()), abs=1e-6
+    )
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX signal")
+def test_sigint_exits_cleanly_with_a_checkpoint(planted_db, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8"}
+    out = tmp_path / "out"
+    args = flags({**TINY, "epochs": 1000, "checkpoint_every": 0})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "train_model.py"),
+            "--db",
+            str(planted_db),
+            "--output",
+            str(out),
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    for line in proc.stdout:
+        if line.startswith("Epoch 3/"):
+            proc.send_signal(signal.SIGINT)
+            break
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert "Resume with: python train_model.py --resume" in stdout
+    saved = sorted(out.glob("checkpoints/checkpoint_epoch_*.pth"))
+    assert len(saved) == 1 and checkpoint.load(saved[0], kind="training")["epoch"] >= 2
+
+
+# --- clear errors --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cli():
+    spec = importlib.util.spec_from_file_location("train_model_cli", ROOT / "train_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def test_missing_database_is_one_clear_line(tmp_path):
+    result = run_script(
+        "train_model.py", "--db", str(tmp_path / "none.db"), "--output", str(tmp_path / "out")
+    )
+    assert result.returncode == 1
+    assert (
+        result.stderr.startswith("error: database not found") and "Traceback" not in result.stderr
+    )
+
+
+def test_nan_loss_stops_with_advice(planted_db, tmp_path):
+    args = flags({**TINY, "epochs": 3, "lr": 1e30, "warmup": 0, "grad_clip": 0})
+    result = run_script("train_model.py", "--db", str(planted_db), "--output", str(tmp_path), *args)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "loss became nan" in result.stderr and "Lower --lr" in result.stderr
+
+
+def _store_with(tmp_path, users: int) -> Path:
+    path = tmp_path / "small.db"
+    conn = db.connect(path)
+    db.upsert_anime(conn, [db.Anime(i, popularity_rank=i) for i in range(1, 11)])
+    for u in range(users):
+        db.store_user_list(
+            conn, f"u{u}", u + 1, [db.ListEntry(i, "COMPLETED", created_at=i) for i in range(1, 8)]
+        )
+    conn.close()
+    return path
+
+
+@pytest.mark.parametrize(
+    ("prepare", "message"),
+    [
+        (lambda p: db.connect(p / "empty.db").close() or p / "empty.db", "no anime catalogue"),
+        (lambda p: _store_with(p, 0), "no users with a loaded anime list"),
+        (lambda p: _store_with(p, 1), "too few users to split"),
+    ],
+)
+def test_unusable_stores_are_one_clear_line(cli, capsys, tmp_path, prepare, message):
+    assert cli(["--db", str(prepare(tmp_path)), "--output", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_checkpoints_are_refused(cli, capsys, reference, planted_db, tmp_path):
+    out, _ = reference
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint" * 50)
+    truncated = tmp_path / "truncated.pth"
+    ckpt = out / f"checkpoints/checkpoint_epoch_{CHECKPOINT_EVERY}.pth"
+    truncated.write_bytes(ckpt.read_bytes()[:5000])
+    other_db = make_store(tmp_path / "other.db", users=60, seed=7)
+    cases = [
+        (["--resume", str(garbage)], "damaged"),
+        (["--resume", str(truncated)], "damaged"),
+        (["--resume", str(tmp_path / "missing.pth")], "not found"),
+        (["--resume", str(out / "models/best_model.pth")], "not a training file"),
+        (["--resume", str(ckpt), "--hidden", "32"], "other settings: --hidden 64 (now 32)"),
+        (["--resume", str(ckpt), "--db", str(other_db)], "trained on other data"),
+        (["--resume", str(out / f"checkpoints/checkpoint_epoch_{EPOCHS}.pth")], "larger --epochs"),
+    ]
+    for argv, message in cases:
+        assert cli([*argv, "--output", str(tmp_path / "out")]) == 1, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err, (argv, err)
+
+
+def test_impossible_settings_and_missing_gpu_are_refused(cli, capsys, planted_db, tmp_path):
+    assert cli(["--hidden", "30", "--heads", "4"]) == 1
+    assert "divisible" in capsys.readouterr().err
+    assert cli(["--mask-prob", "0"]) == 1
+    assert "--mask-prob" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert cli(["--db", str(planted_db), "--output", str(tmp_path), "--gpu"]) == 1
+        assert "no usable CUDA GPU" in capsys.readouterr().err
+
+
+def test_help_lists_every_setting_with_its_default():
+    result = run_script("train_model.py", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    for name in asdict(TrainConfig()):
+        flag = f"--{name.replace('_', '-')}"
+        assert flag in text, flag
+    for fragment in (
+        "--epochs N",
+        "(default: 200)",
+        "(default: 64)",
+        "(default: 0.15)",
+        "(default: 256)",
+        "--gpu",
+        "--resume PATH",
+        "(default: 10)",
+    ):
+        assert fragment in text, fragment
+
+
+def test_early_stopping(planted_db, tmp_path):
+    history = training.train(
+        tiny_config(planted_db, tmp_path, epochs=30, patience=1, lr=1e-1, warmup=0)
+    )
+    assert history.epochs_done < 30 and history.epochs_since_best() == 1
+    assert (tmp_path / "models/final_model.pth").is_file()
+    assert len(read_metrics(tmp_path)["val_losses"]) == history.epochs_done
+
+
+def test_sequences_are_built_from_the_store(planted_db):
+    prepared = data.prepare_training_data(planted_db, min_items=5, val_fraction=0.2, seed=42)
+    mapping = prepared.mapping
+    for user in prepared.train[:50]:
+        ids = [mapping.anime_id(int(i)) for i in user.items]
+        chain_parts = [(a - 100) // 6 for a in ids if a < 1000]
+        # each chain is watched as one contiguous block, in order of its parts
+        for chain in set(chain_parts):
+            parts = [(a - 100) % 6 for a in ids if a < 1000 and (a - 100) // 6 == chain]
+            assert parts == list(range(len(parts)))
+        assert np.all(user.items >= 1) and np.all(user.items <= mapping.num_items)
+
+
+def test_worker_processes_change_nothing(planted_db, tmp_path):
+    """Batches depend on (seed, epoch, batch) only, so DataLoader workers give the same run."""
+    runs = [
+        training.train(tiny_config(planted_db, tmp_path / str(w), epochs=2, workers=w))
+        for w in (0, 2)
+    ]
+    assert runs[0].train_losses == runs[1].train_losses
+    assert runs[0].val_ranking == runs[1].val_ranking
