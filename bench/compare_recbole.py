@@ -296,17 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument(
-        "--db",
-        default=os.path.join("data", "ml1m.db"),
-        help="the MovieLens store (made by bench/movielens.py if missing)",
-    )
-    parser.add_argument(
-        "--cache",
-        type=Path,
-        default=None,
-        help="cache folder (default: $BERT4REC_CACHE or ~/.cache/bert4rec-anime)",
-    )
+    movielens.add_store_options(parser)
     parser.add_argument(
         "--venv",
         type=Path,

@@ -289,12 +289,15 @@ def import_file(
     return imported
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+DEFAULT_DB = os.path.join("data", "ml1m.db")
+
+
+def add_store_options(parser: argparse.ArgumentParser) -> None:
+    """--db and --cache, shared by the benchmark scripts."""
     parser.add_argument(
         "--db",
-        default=os.path.join("data", "ml1m.db"),
-        help="the store to import into (default: data/ml1m.db)",
+        default=DEFAULT_DB,
+        help=f"the MovieLens store (default: {DEFAULT_DB}; other scripts import it if missing)",
     )
     parser.add_argument(
         "--cache",
@@ -302,6 +305,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="download cache (default: $BERT4REC_CACHE or ~/.cache/bert4rec-anime)",
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_store_options(parser)
     parser.add_argument(
         "--inter", type=Path, default=None, help="use this ml-1m.inter instead of downloading one"
     )
