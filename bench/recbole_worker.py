@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import sys
 import time
 import warnings
@@ -34,6 +33,11 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
+
+try:
+    import resource
+except ImportError:  # Windows
+    resource = None
 
 # The paper's ML-1M configuration (Sun et al. 2019), in RecBole's parameter names.
 PAPER_ML1M = {
@@ -52,6 +56,8 @@ PAPER_ML1M = {
 
 def peak_rss_mb() -> float:
     """This process's peak resident set size so far (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    if resource is None:
+        return 0.0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
@@ -154,6 +160,7 @@ def endless(loader) -> Iterator:
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
     import recbole
     from recbole.data import create_dataset
@@ -217,6 +224,8 @@ def run(args: argparse.Namespace) -> dict:
         "peak_rss_after_setup_mb": round(setup_rss_mb, 1),
         "peak_rss_training_mb": None if training_rss_mb is None else round(training_rss_mb, 1),
         "peak_rss_mb": round(max(setup_rss_mb, peak_rss_mb(), training_rss_mb or 0.0), 1),
+        # Other work on the machine skews a run: the 1-minute load average, before and after.
+        "load_average": [load_before, os.getloadavg()[0] if load_before is not None else None],
         "threads": torch.get_num_threads(),
         "interop_threads": torch.get_num_interop_threads(),
         "config": {

@@ -1,4 +1,7 @@
-"""The MovieLens-1M importer on a tiny slice written here (no network, no real data)."""
+"""The MovieLens-1M importer, and the export for RecBole, on a tiny slice written here.
+
+No network, no real data, no RecBole.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import zipfile
 
 import pytest
 
-from bench import movielens
+from bench import compare_recbole, movielens
 from bert4rec import db
 
 HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
@@ -135,3 +138,35 @@ def test_verify_and_malformed_rows(tmp_path):
     bad.write_text("user\titem\n", encoding="utf-8")
     with pytest.raises(movielens.MovieLensError, match="header"):
         movielens.read_ratings(bad)
+
+
+def test_export_keeps_our_order(tmp_path):
+    db_path = tmp_path / "ml1m.db"
+    movielens.import_file(db_path, write_slice(tmp_path / "ml-1m.inter"), expected=None)
+    inter = compare_recbole.export_recbole_dataset(db_path, tmp_path / "recbole")
+    lines = inter.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "user_id:token\titem_id:token\ttimestamp:float"
+    # Users by id; inside a user by timestamp, ties by anime_id (Alien=1 before Zorro=4).
+    assert lines[1:] == [
+        "1\t2\t978300100",
+        "1\t1\t978300760",
+        "1\t3\t978300760",
+        "2\t1\t978000000",
+        "2\t4\t978000000",
+        "10\t3\t977000000",
+        "10\t1\t977000001",
+    ]
+    stamp = inter.with_suffix(".source").read_text()
+    assert stamp == movielens.file_sha256(tmp_path / "ml-1m.inter")
+    # Current already: a second call leaves the file alone.
+    mtime = inter.stat().st_mtime_ns
+    compare_recbole.export_recbole_dataset(db_path, tmp_path / "recbole")
+    assert inter.stat().st_mtime_ns == mtime
+
+
+def test_export_refuses_other_stores(tmp_path):
+    conn = db.connect(tmp_path / "bert.db")
+    db.upsert_anime(conn, [db.Anime(1, "Cowboy Bebop")])
+    conn.close()
+    with pytest.raises(compare_recbole.BenchError, match="not a MovieLens store"):
+        compare_recbole.export_recbole_dataset(tmp_path / "bert.db", tmp_path / "recbole")
