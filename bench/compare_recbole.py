@@ -1,0 +1,354 @@
+"""Training throughput and peak memory: RecBole 1.2.1's BERT4Rec against ours, on ML-1M.
+
+Both sides train the paper's ML-1M architecture (hidden 64, feed-forward 256, 2 layers, 2 heads,
+dropout 0.2, length 200, mask proportion 0.2) on the same sequences, for the same number of
+training sequences, with the same batch size and thread count, each in a fresh process, in turns
+(A B A B ...) so that drift of the shared machine hits both alike. It prints each run, the
+medians, their ratio and the peak memory.
+
+RecBole is never a project dependency: it lives in a virtual environment of its own outside the
+repository ($BERT4REC_CACHE/recbole-venv, else ~/.cache/bert4rec-anime/recbole-venv), made here
+on first use, and runs in bench/recbole_worker.py. The data is the MovieLens store of
+bench/movielens.py (imported first if missing), exported to RecBole's atomic file format in the
+cache with each user's items in the order our trainer reads them, so both sides see the same
+sequences and the same leave-one-out targets.
+
+    python bench/compare_recbole.py                 # RecBole and ours, 2 rounds of 6,040 sequences
+    python bench/compare_recbole.py --only recbole  # RecBole alone (ours is not wired in yet)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import movielens  # noqa: E402
+from bert4rec import db  # noqa: E402
+
+BENCH_DIR = Path(__file__).resolve().parent
+WORKER = BENCH_DIR / "recbole_worker.py"
+DATASET = "ml1m-bench"  # not "ml-1m": RecBole would apply its own presets for a name it knows
+
+# The benchmark environment. RecBole 1.2.1 breaks with numpy 2 and pandas 2.3, and pins colorlog
+# and colorama. Its other requirements (ray, thop, plotly, tabulate, hyperopt) serve quick_start,
+# hyper-tuning and FLOP counting, which the worker does not use, so RecBole goes in with
+# --no-deps and we add what its training path imports. setuptools < 70 comes last, because
+# torch 2.13's metadata asks for >= 77 and pip would otherwise upgrade it again.
+TORCH = "torch==2.13.0"
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+VENV_STEPS: tuple[tuple[str, ...], ...] = (
+    ("numpy==1.26.*", "pandas<2.3"),
+    ("--no-deps", "recbole==1.2.1"),
+    (
+        "pyyaml>=5.1",
+        "colorlog==4.7.2",
+        "colorama==0.4.4",
+        "scipy>=1.6",
+        "scikit-learn>=0.23.2",
+        "tqdm>=4.48.2",
+        "tensorboard>=2.5",
+        "texttable>=0.9",
+        "psutil>=5.9",
+    ),
+    ("setuptools<70",),
+)
+VENV_MARKER = ".bench-venv-ready"
+SMOKE_TEST = (
+    "import recbole, torch, numpy; "
+    "from recbole.config import Config; "
+    "from recbole.data import create_dataset; "
+    "from recbole.model.sequential_recommender.bert4rec import BERT4Rec; "
+    "from recbole.trainer import Trainer; "
+    "print(recbole.__version__, torch.__version__, numpy.__version__)"
+)
+
+
+class BenchError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What both sides are asked to do (the same for each)."""
+
+    sequences: int
+    batch_size: int
+    threads: int
+    warmup_batches: int
+    samples: str
+    ft_ratio: float | None
+    seed: int
+    evaluate: bool
+
+
+# --- the benchmark's environment ------------------------------------------------------------
+
+
+def venv_python(venv: Path) -> Path:
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def ensure_venv(venv: Path) -> Path:
+    """The python of the RecBole environment, creating and filling it on first use."""
+    python = venv_python(venv)
+    recipe = json.dumps([TORCH, *VENV_STEPS])
+    marker = venv / VENV_MARKER
+    if python.is_file() and marker.is_file() and marker.read_text() == recipe:
+        return python
+    print(f"Making the RecBole environment in {venv} (a few minutes, once) ...", flush=True)
+    if not python.is_file():
+        run_checked([sys.executable, "-m", "venv", str(venv)])
+    pip = [str(python), "-m", "pip", "install", "--quiet"]
+    try:
+        run_checked([*pip, TORCH])
+    except BenchError:
+        # Where PyPI offers only the CUDA build, the CPU one comes from PyTorch's own index.
+        run_checked([*pip, TORCH, "--index-url", TORCH_CPU_INDEX])
+    for step in VENV_STEPS:
+        run_checked([*pip, *step])
+    versions = run_checked([str(python), "-c", SMOKE_TEST]).strip()
+    print(f"RecBole environment ready: recbole, torch, numpy = {versions}", flush=True)
+    marker.write_text(recipe)
+    return python
+
+
+def run_checked(command: list[str], **kwargs) -> str:
+    result = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    if result.returncode != 0:
+        raise BenchError(
+            f"{' '.join(command)} failed (exit {result.returncode}):\n{result.stderr[-3000:]}"
+        )
+    return result.stdout
+
+
+# --- the data ---------------------------------------------------------------------------------
+
+
+def trainer_order_key(entry: db.ListEntry) -> tuple:
+    """The order in which our trainer reads a history, as far as the MovieLens store needs it.
+
+    Presumed rule of the trainer: completed date, else started date, else updated_at, else
+    created_at, ties by anime_id. The MovieLens store sets only updated_at and created_at.
+    LEAD: once bert4rec/data.py exists, use its own ordering here so the two cannot drift.
+    """
+    if entry.completed_at or entry.started_at:
+        raise BenchError("this export expects the MovieLens store (no completed/started dates)")
+    return (entry.updated_at if entry.updated_at is not None else entry.created_at, entry.anime_id)
+
+
+def export_recbole_dataset(db_path: Path, data_dir: Path) -> Path:
+    """Write the store's histories as DATASET/DATASET.inter; skipped when already current.
+
+    Rows go out user by user in our trainer's order. RecBole sorts by (user, timestamp) with a
+    stable sort, so its sequences, and its leave-one-out targets, are the same as ours.
+    """
+    conn = db.connect(db_path, create=False)
+    try:
+        if db.get_meta(conn, movielens.META_DATASET) != movielens.DATASET_NAME:
+            raise BenchError(
+                f"{db_path} is not a MovieLens store; make one with bench/movielens.py"
+            )
+        source = db.get_meta(conn, movielens.META_SOURCE_SHA256) or ""
+        inter = data_dir / DATASET / f"{DATASET}.inter"
+        stamp = inter.with_suffix(".source")
+        if inter.is_file() and stamp.is_file() and stamp.read_text() == source:
+            return inter
+        inter.parent.mkdir(parents=True, exist_ok=True)
+        partial = inter.with_suffix(".partial")
+        with open(partial, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write("user_id:token\titem_id:token\ttimestamp:float\n")
+            for history in db.load_histories(conn):
+                for entry in sorted(history.entries, key=trainer_order_key):
+                    handle.write(f"{history.user_id}\t{entry.anime_id}\t{entry.updated_at}\n")
+        os.replace(partial, inter)
+        stamp.write_text(source)
+        return inter
+    finally:
+        conn.close()
+
+
+# --- the two sides ----------------------------------------------------------------------------
+
+
+def worker_env(threads: int) -> dict[str, str]:
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8", "PYTHONWARNINGS": "ignore::FutureWarning"}
+    # numpy's and torch's OpenMP/BLAS pools get the same count as torch.set_num_threads.
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[name] = str(threads)
+    return env
+
+
+def run_recbole(python: Path, data_dir: Path, work_dir: Path, settings: Settings) -> dict:
+    """One RecBole run in a fresh process; its JSON result."""
+    command = [
+        str(python),
+        str(WORKER),
+        f"--data-dir={data_dir}",
+        f"--dataset={DATASET}",
+        f"--work-dir={work_dir}",
+        f"--sequences={settings.sequences}",
+        f"--batch-size={settings.batch_size}",
+        f"--threads={settings.threads}",
+        f"--warmup-batches={settings.warmup_batches}",
+        f"--samples={settings.samples}",
+        f"--seed={settings.seed}",
+    ]
+    if settings.ft_ratio is not None:
+        command.append(f"--ft-ratio={settings.ft_ratio}")
+    if settings.evaluate:
+        command.append("--evaluate")
+    output = run_checked(command, env=worker_env(settings.threads))
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def run_ours(db_path: Path, settings: Settings) -> dict:
+    """One run of our trainer in a fresh process; its result, in the same keys as RecBole's.
+
+    ===================================== HOOK: OURS ========================================
+    LEAD: wire our trainer in here. Run it as a subprocess of this python (so its peak RSS is
+    its own), on `db_path` with the leave-one-out split and the paper's ML-1M preset, for
+    `settings.sequences` training sequences (one user's history = one sequence) after
+    `settings.warmup_batches` untimed batches, batch size `settings.batch_size`,
+    torch.set_num_threads(settings.threads) and worker_env(settings.threads), and have it print
+    one JSON line with at least: sequences, wall_s, sequences_per_s, tokens_per_s,
+    peak_rss_mb (resource.getrusage(RUSAGE_SELF).ru_maxrss of that process), threads,
+    versions. Count the time from the first timed batch to the last optimizer step, collation
+    and masking included, as the RecBole worker does.
+    ==========================================================================================
+    """
+    raise NotImplementedError("our trainer is not wired into compare_recbole.py yet")
+
+
+# --- the comparison ---------------------------------------------------------------------------
+
+
+def describe(side: str, result: dict) -> str:
+    return (
+        f"{side:8s} {result['sequences']:>7,} seq in {result['wall_s']:7.1f} s = "
+        f"{result['sequences_per_s']:8.1f} seq/s, {result.get('tokens_per_s', 0):9.0f} tokens/s, "
+        f"peak RSS {result['peak_rss_mb']:7.0f} MB"
+    )
+
+
+def compare(args: argparse.Namespace) -> dict:
+    settings = Settings(
+        sequences=args.sequences,
+        batch_size=args.batch_size,
+        threads=args.threads,
+        warmup_batches=args.warmup_batches,
+        samples=args.samples,
+        ft_ratio=args.ft_ratio,
+        seed=args.seed,
+        evaluate=args.evaluate,
+    )
+    cache = args.cache or movielens.cache_dir()
+    db_path = Path(args.db)
+    if not db_path.is_file():
+        movielens.import_file(db_path, movielens.fetch_ml1m(cache))
+    sides = ("recbole", "ours") if args.only is None else (args.only,)
+    if "recbole" in sides:
+        python = ensure_venv(args.venv or cache / "recbole-venv")
+        data_dir = cache / "recbole-data"
+        export_recbole_dataset(db_path, data_dir)
+    runners = {
+        "recbole": lambda: run_recbole(python, data_dir, cache / "recbole-work", settings),
+        "ours": lambda: run_ours(db_path, settings),
+    }
+
+    results: dict[str, list[dict]] = {side: [] for side in sides}
+    for round_number in range(1, args.rounds + 1):
+        for side in sides:  # A B A B: alternate, so that drift hits both sides alike
+            try:
+                result = runners[side]()
+            except NotImplementedError as exc:
+                print(f"round {round_number}: {side:8s} skipped: {exc}", flush=True)
+                continue
+            results[side].append(result)
+            print(f"round {round_number}: {describe(side, result)}", flush=True)
+
+    summary: dict = {"settings": asdict(settings), "runs": results, "median": {}}
+    for side, runs in results.items():
+        if runs:
+            summary["median"][side] = {
+                "sequences_per_s": statistics.median(r["sequences_per_s"] for r in runs),
+                "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in runs),
+            }
+    medians = summary["median"]
+    print()
+    for side, median in medians.items():
+        print(
+            f"median {side:8s} {median['sequences_per_s']:8.1f} seq/s, "
+            f"peak RSS {median['peak_rss_mb']:.0f} MB"
+        )
+    if "recbole" in medians and "ours" in medians:
+        ratio = medians["ours"]["sequences_per_s"] / medians["recbole"]["sequences_per_s"]
+        summary["throughput_ratio_ours_to_recbole"] = round(ratio, 2)
+        print(f"throughput ours / RecBole: {ratio:.2f}x")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    movielens.add_store_options(parser)
+    parser.add_argument(
+        "--venv",
+        type=Path,
+        default=None,
+        help="RecBole's environment (default: CACHE/recbole-venv)",
+    )
+    parser.add_argument("--only", choices=("recbole", "ours"), default=None)
+    parser.add_argument("--rounds", type=int, default=2, help="A B rounds (default 2)")
+    parser.add_argument(
+        "--sequences",
+        type=int,
+        default=6040,
+        help="timed training sequences per run (default 6040: one epoch)",
+    )
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--warmup-batches", type=int, default=2)
+    parser.add_argument(
+        "--samples",
+        choices=("one-per-user", "all-prefixes"),
+        default="one-per-user",
+        help="RecBole's training rows: each user's longest prefix (comparable to "
+        "one sequence per user) or RecBole's own epoch of every prefix",
+    )
+    parser.add_argument(
+        "--ft-ratio",
+        type=float,
+        default=None,
+        help="RecBole's share of last-item-only batches (its default: 0.5)",
+    )
+    parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument(
+        "--evaluate", action="store_true", help="RecBole also ranks the test targets after its run"
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write the summary here")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    try:
+        summary = compare(args)
+    except (BenchError, movielens.MovieLensError, db.DatabaseError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    print(f"({time.perf_counter() - started:.0f} s in all)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
