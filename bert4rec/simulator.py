@@ -803,3 +803,75 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass  # tests read stats and log, not the console
+
+
+# --- the standalone simulator ----------------------------------------------------------------
+
+SYNTHETIC_NOTICE = (
+    "SYNTHETIC DATA: this is a local AniList simulator, not AniList. Its titles and users are "
+    "generated; nothing it serves is real."
+)
+
+
+def write_user_names(world: World, path: str, limit: int | None = None) -> int:
+    """A user file (load_users.py --users) naming the world's accounts, private ones included."""
+    names = [u.name for u in world.users][:limit]
+    with open(path, "w", encoding="utf-8") as out:
+        out.write("# Users of the AniList simulator (synthetic accounts, not real people).\n")
+        out.write("\n".join(names) + "\n")
+    return len(names)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from .synthetic import generate_world  # the generator builds on this module's World
+
+    parser = argparse.ArgumentParser(
+        prog="python -m bert4rec.simulator",
+        description="Serve a synthetic AniList on 127.0.0.1 so the whole pipeline runs offline. "
+        + SYNTHETIC_NOTICE,
+    )
+    parser.add_argument("--port", type=int, default=8686, help="port (default: %(default)s)")
+    parser.add_argument("--media", type=int, default=600, help="titles (default: %(default)s)")
+    parser.add_argument("--users", type=int, default=300, help="accounts (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=42, help="world seed (default: %(default)s)")
+    parser.add_argument(
+        "--rate-limit",
+        type=int,
+        default=90,
+        help="requests per minute it allows and announces, like AniList (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--write-users",
+        metavar="FILE",
+        help="also write the accounts' names to FILE, for load_users.py --users FILE",
+    )
+    args = parser.parse_args(argv)
+
+    world = generate_world(args.media, args.users, seed=args.seed)
+    if args.write_users:
+        count = write_user_names(world, args.write_users)
+        print(f"Wrote {count} user names to {args.write_users}")
+    api = FakeAniList(world, port=args.port, rate_limit=args.rate_limit)
+    try:
+        api.start()
+    except OSError as exc:
+        print(f"Cannot listen on 127.0.0.1:{args.port} ({exc}); choose another --port.")
+        return 2
+    print(SYNTHETIC_NOTICE)
+    print(f"{len(world.media)} titles, {len(world.users)} users, {args.rate_limit} requests/min.")
+    print(f"Listening on {api.url}  (use --api-url {api.url} or set ANILIST_API_URL)")
+    print("Press Ctrl-C to stop.")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print(f"\nStopped after {api.stats.requests} requests.")
+    finally:
+        api.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

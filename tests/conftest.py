@@ -52,3 +52,12 @@ def start_script(
 @pytest.fixture
 def script_runner():
     return run_script
+
+
+def fake_venv(project: Path) -> None:
+    """A `.venv/bin/python` in `project` that runs this interpreter with its packages (a symlink
+    would lose them: Python finds its environment from where the link lies)."""
+    python = project / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True, exist_ok=True)
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)

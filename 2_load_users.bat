@@ -1,0 +1,7 @@
+@echo off
+rem Stage 2: load the watch lists of the users in datas_user.txt (20+ anime each).
+rem Extra arguments are passed on, e.g.  2_load_users.bat --help
+setlocal
+cd /d "%~dp0"
+call "%~dp0scripts\step.bat" load_users.py --min-anime 20 %*
+exit /b %ERRORLEVEL%

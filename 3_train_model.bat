@@ -1,0 +1,7 @@
+@echo off
+rem Stage 3: train BERT4Rec (200 epochs; uses a GPU when one is usable).
+rem Extra arguments are passed on, e.g.  3_train_model.bat --help
+setlocal
+cd /d "%~dp0"
+call "%~dp0scripts\step.bat" train_model.py --epochs 200 --batch-size 64 %*
+exit /b %ERRORLEVEL%
