@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the demo's own database, made anew each run (default: %(default)s)",
     )
     parser.add_argument("--media", type=int, default=600, help="synthetic titles (default: 600)")
-    parser.add_argument("--users", type=int, default=600, help="synthetic users (default: 600)")
+    parser.add_argument("--users", type=int, default=800, help="synthetic users (default: 800)")
     parser.add_argument("--epochs", type=int, default=30, help="training epochs (default: 30)")
     parser.add_argument("--seed", type=int, default=42, help="world seed (default: 42)")
     return parser.parse_args(argv)
