@@ -8,6 +8,7 @@ unreachable, answering badly), 2 bad input (flags, files, the database), 130 int
 from __future__ import annotations
 
 import argparse
+import io
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -67,6 +68,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="SQLite database to fill (created if missing; default: %(default)s)",
     )
+    add_api_arguments(parser)
+
+
+def add_api_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of make_client(): where AniList is and how fast to ask it."""
     parser.add_argument(
         "--api-url",
         metavar="URL",
@@ -110,6 +116,14 @@ def make_client(args: argparse.Namespace) -> AniListClient:
         max_retries=args.max_retries,
         notify=say,
     )
+
+
+def printable_console() -> None:
+    """Show '?' for what the console's code page cannot (a Japanese title on a cp1252 Windows
+    console, say) instead of stopping with UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="replace")
 
 
 def say(message: str) -> None:

@@ -41,9 +41,12 @@ def write_with(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]) 
         write(handle)
 
 
+def write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:
+    write_with(path, lambda handle: handle.write(text.encode(encoding)))
+
+
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
-    text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    write_with(path, lambda handle: handle.write(text.encode("utf-8")))
+    write_text(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def write_pickle(path: str | os.PathLike[str], data: Any) -> None:

@@ -1,0 +1,495 @@
+"""Recommendations from a trained model: the titles a user is most likely to watch next.
+
+    recommender = Recommender.load("output/models", catalogue)
+    result = recommender.recommend(History(watched=[5114, 9253, 11061]))
+
+A history is AniList ids in watch order, oldest first. history_from_entries() builds one from a
+stored or fetched anime list with the rule training used (data.watch_order_key), so the model
+reads a user's titles in the order it learned from. The model sees the newest max_seq_len - 1
+titles followed by MASK and scores every catalogue title for the MASK (data.next_item_inputs).
+
+Never recommended: padding and the special tokens (the model gives them -inf), every title on
+the user's list, watched or planned (History.exclude; planned titles may be let back in), and,
+when asked, adult titles.
+
+Score: the model's probability that a title is the user's next one, among the titles it may
+recommend to them (a softmax over the catalogue without the excluded titles).
+
+Loading is safe: the model file is read with torch.load(weights_only=True) (checkpoint.py), and
+the mapping from item_mappings.json, never from the pickle. A model and a mapping that disagree
+stop with a message instead of recommending the wrong titles.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sqlite3
+import zipfile
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from . import checkpoint, data, db, files, paths
+from .anilist import AniListClient, NotFound, PrivateUser
+from .data import ItemMapping
+from .model import BERT4Rec
+from .titles import TitleIndex, TitleMatch
+
+DEFAULT_MODEL_DIR = os.path.join(paths.DEFAULT_OUTPUT_DIR, "models")
+MODEL_FILE = "best_model.pth"  # train.py's names: the best validation loss, and the last epoch
+FINAL_MODEL_FILE = "final_model.pth"
+MAPPING_FILE = "item_mappings.json"
+DEFAULT_TOP_K = 20
+DEFAULT_BATCH_SIZE = 128  # users per forward pass in batch mode
+SCORE_MEANING = (
+    "the model's probability that the title is the next one watched, among the titles it may "
+    "recommend (those not on the list)"
+)
+CSV_COLUMNS = (
+    "user_name",
+    "user_id",
+    "rank",
+    "anime_id",
+    "title",
+    "title_romaji",
+    "format",
+    "year",
+    "genres",
+    "probability",
+)
+
+TRAIN_FIRST = (
+    "Train one first: python train_model.py (or 3_train_model.bat / ./3_train_model.sh), or "
+    "point --model at a .pth file or the folder holding it."
+)
+
+
+class RecommendError(Exception):
+    """Recommendations cannot be made. The message says what to do."""
+
+
+# --- histories ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class History:
+    """What to recommend from."""
+
+    watched: Sequence[int]  # AniList ids in watch order, oldest first: what the model reads
+    exclude: Collection[int] = ()  # more ids never to recommend (planned titles, say)
+
+
+def history_from_entries(
+    entries: Sequence[db.ListEntry], *, include_planning: bool = False
+) -> History:
+    """A list's watched titles in training's watch order; every title on it is excluded, but
+    PLANNING ones when include_planning."""
+    watched = sorted((e for e in entries if e.watched), key=data.watch_order_key)
+    exclude = [e.anime_id for e in entries if not (include_planning and e.status == "PLANNING")]
+    return History(tuple(e.anime_id for e in watched), frozenset(exclude))
+
+
+@dataclass(frozen=True)
+class TitleHistory:
+    history: History
+    matches: list[TitleMatch]  # one per query, in order; anime None for those not matched
+
+    @property
+    def unmatched(self) -> list[TitleMatch]:
+        return [m for m in self.matches if m.anime is None]
+
+
+def history_from_titles(queries: Sequence[str], catalogue: Sequence[db.Anime]) -> TitleHistory:
+    """A history typed by hand (oldest first), each title matched as titles.py describes."""
+    index = TitleIndex(catalogue)
+    matches = [index.match(query) for query in queries]
+    watched = tuple(m.anime.anime_id for m in matches if m.anime is not None)
+    return TitleHistory(History(watched), matches)
+
+
+def fetch_list(client: AniListClient, user_name: str) -> tuple[str, tuple[db.ListEntry, ...]]:
+    """(name as AniList spells it, list entries) of a user, fetched live."""
+    try:
+        user_list = client.fetch_user_list(user_name=user_name)
+    except PrivateUser:
+        raise RecommendError(
+            f"{user_name}'s anime list on AniList is private; only public lists can be read."
+        ) from None
+    except NotFound:
+        raise RecommendError(
+            f"AniList has no user named {user_name!r}; check the spelling."
+        ) from None
+    return user_list.name, user_list.entries
+
+
+# --- results -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    rank: int
+    anime: db.Anime
+    probability: float  # see SCORE_MEANING
+
+    def to_dict(self) -> dict:
+        a = self.anime
+        return {
+            "rank": self.rank,
+            "anime_id": a.anime_id,
+            "title": a.title,
+            "title_romaji": a.title_romaji,
+            "title_english": a.title_english,
+            "title_native": a.title_native,
+            "format": a.format,
+            "year": a.start_year,
+            "genres": list(a.genres),
+            "is_adult": a.is_adult,
+            "probability": self.probability,
+        }
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    items: tuple[Recommendation, ...]
+    titles_used: int  # titles of the history the model knows (it reads the newest of them)
+    unknown_ids: tuple[int, ...]  # ids of the history not in the model's catalogue (left out)
+
+
+# --- the recommender ---------------------------------------------------------------------------
+
+
+def find_model_file(path: str | os.PathLike[str]) -> Path:
+    """--model: a .pth file, or a folder holding best_model.pth (output/models/), or the output
+    folder above it."""
+    path = Path(path)
+    if path.is_dir():
+        for candidate in (path / MODEL_FILE, path / "models" / MODEL_FILE):
+            if candidate.is_file():
+                return candidate
+        raise RecommendError(f"no trained model in {path} (no {MODEL_FILE}). {TRAIN_FIRST}")
+    if not path.is_file():
+        raise RecommendError(f"no trained model at {path}. {TRAIN_FIRST}")
+    return path
+
+
+def find_mapping_file(model_file: Path) -> Path | None:
+    """item_mappings.json beside the model, or in models/ for a file in checkpoints/."""
+    for candidate in (
+        model_file.parent / MAPPING_FILE,
+        model_file.parent.parent / "models" / MAPPING_FILE,
+    ):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_mapping(path: Path) -> ItemMapping:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return ItemMapping.from_dict(json.load(handle))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise RecommendError(
+            f"cannot read the item mapping {path} ({exc}). Use the item_mappings.json that "
+            "train_model.py wrote with the model."
+        ) from exc
+
+
+def check_same_mapping(model: ItemMapping, mapping: ItemMapping, what: str) -> None:
+    """Stop when the model's titles are not the mapping's; `what` names the two files."""
+    if model == mapping:
+        return
+    if model.num_items != mapping.num_items:
+        why = f"the model knows {model.num_items} titles, the mapping {mapping.num_items}"
+    else:
+        first = next(
+            i for i, (a, b) in enumerate(zip(model.anime_ids, mapping.anime_ids)) if a != b
+        )
+        why = (
+            f"both have {model.num_items} titles but not the same AniList ids (item "
+            f"{first + 1} is {model.anime_ids[first]} in the model, "
+            f"{mapping.anime_ids[first]} in the mapping)"
+        )
+    raise RecommendError(
+        f"{what} do not match: {why}. They come from different training runs; keep each "
+        f"model with the {MAPPING_FILE} written with it, or train again (train_model.py)."
+    )
+
+
+def choose_device(name: str) -> torch.device:
+    """--device: auto picks cuda, then mps, then cpu; a device named must be usable."""
+    usable = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": torch.backends.mps.is_available(),
+    }
+    if name == "auto":
+        name = next(device for device in ("cuda", "mps", "cpu") if usable[device])
+    if not usable.get(name):
+        raise RecommendError(
+            f"--device {name} is not usable on this machine; use --device cpu (recommending "
+            "is quick on the CPU)."
+        )
+    return torch.device(name)
+
+
+class OpenedModel(NamedTuple):
+    path: Path
+    loaded: checkpoint.LoadedModel
+
+
+def open_model(
+    model_path: str | os.PathLike[str],
+    device: str | torch.device,
+    notify: Callable[[str], None],
+) -> OpenedModel:
+    """The model of a file or folder (find_model_file), checked against its
+    item_mappings.json."""
+    model_file = find_model_file(model_path)
+    # torch.save writes a zip archive: a file that is not one (truncated, overwritten, another
+    # program's) gets a message about models rather than checkpoint.py's about resuming.
+    if not zipfile.is_zipfile(model_file):
+        raise RecommendError(
+            f"cannot read the model {model_file}: the file is damaged or was not saved by "
+            f"train_model.py. Point --model at another model file ({FINAL_MODEL_FILE}, or a "
+            "checkpoint in output/checkpoints/), or train again (train_model.py)."
+        )
+    try:
+        loaded = checkpoint.load_model(model_file, device)
+    except checkpoint.CheckpointError as exc:
+        raise RecommendError(str(exc)) from exc
+    mapping_file = find_mapping_file(model_file)
+    if mapping_file is None:
+        notify(f"note: no {MAPPING_FILE} beside {model_file}; using the mapping saved in it.")
+    else:
+        check_same_mapping(
+            loaded.mapping, read_mapping(mapping_file), f"{model_file} and {mapping_file}"
+        )
+    return OpenedModel(model_file, loaded)
+
+
+class Recommender:
+    """A trained model, its item mapping and the catalogue's metadata, ready to rank."""
+
+    def __init__(
+        self,
+        model: BERT4Rec,
+        mapping: ItemMapping,
+        catalogue: Sequence[db.Anime],
+        *,
+        device: str | torch.device = "cpu",
+        model_file: Path | None = None,
+        epoch: int | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.mapping = mapping
+        self.model_file = model_file
+        self.epoch = epoch
+        known = {a.anime_id: a for a in catalogue}
+        # Titles the database lacks (it changed since training) still get a row: "#id".
+        self.anime = {i: known.get(i) or db.Anime(i) for i in mapping.anime_ids}
+        self.missing_from_catalogue = sum(1 for i in mapping.anime_ids if i not in known)
+        adult = torch.zeros(mapping.vocab_size, dtype=torch.bool)
+        for index, anime_id in enumerate(mapping.anime_ids, start=1):
+            adult[index] = self.anime[anime_id].is_adult
+        self.adult = adult.to(self.device)
+
+    @classmethod
+    def load(
+        cls,
+        model_path: str | os.PathLike[str],
+        catalogue: Sequence[db.Anime],
+        *,
+        device: str | torch.device = "cpu",
+        notify: Callable[[str], None] = lambda message: None,
+    ) -> Recommender:
+        """From a model file or folder (find_model_file); RecommendError when it cannot be used."""
+        return cls.from_model(open_model(model_path, device, notify), catalogue, device=device)
+
+    @classmethod
+    def from_model(
+        cls, opened: OpenedModel, catalogue: Sequence[db.Anime], *, device: str | torch.device
+    ) -> Recommender:
+        loaded = opened.loaded
+        recommender = cls(
+            loaded.model,
+            loaded.mapping,
+            catalogue,
+            device=device,
+            model_file=opened.path,
+            epoch=loaded.payload.get("epoch"),
+        )
+        if recommender.missing_from_catalogue == loaded.mapping.num_items:
+            raise RecommendError(
+                "the database holds none of the model's titles; use --db with the database "
+                f"the model was trained on ({trained_on(loaded.payload) or 'unknown'})."
+            )
+        return recommender
+
+    def recommend(
+        self, history: History, *, top_k: int = DEFAULT_TOP_K, exclude_adult: bool = False
+    ) -> Recommendations:
+        return self.recommend_many([history], top_k=top_k, exclude_adult=exclude_adult)[0]
+
+    @torch.no_grad()
+    def recommend_many(
+        self,
+        histories: Sequence[History],
+        *,
+        top_k: int = DEFAULT_TOP_K,
+        exclude_adult: bool = False,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> list[Recommendations]:
+        """The top_k titles for each history, one forward pass per batch_size histories;
+        on_batch(n) after each batch of n."""
+        encoded = [data.encode_history(h.watched, self.mapping) for h in histories]
+        excluded = [self._excluded_items(h, e.items) for h, e in zip(histories, encoded)]
+        # Histories of similar length share a batch, so little of it is padding.
+        order = sorted(range(len(histories)), key=lambda i: len(encoded[i].items))
+        results: list[Recommendations | None] = [None] * len(histories)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            log_probs = self._score(
+                [encoded[i].items for i in chunk], [excluded[i] for i in chunk], exclude_adult
+            )
+            top = log_probs.topk(min(top_k, self.mapping.num_items), dim=1)
+            for row, i in enumerate(chunk):
+                results[i] = Recommendations(
+                    self._ranked(top.indices[row].tolist(), top.values[row].tolist()),
+                    len(encoded[i].items),
+                    tuple(encoded[i].unknown),
+                )
+            if on_batch is not None:
+                on_batch(len(chunk))
+        return [r for r in results if r is not None]
+
+    def _excluded_items(self, history: History, watched_items: np.ndarray) -> np.ndarray:
+        more = [self.mapping.index(int(a)) for a in history.exclude]
+        extra = np.array([i for i in more if i is not None], dtype=np.int64)
+        return np.union1d(watched_items, extra)
+
+    def _score(
+        self, histories: list[np.ndarray], excluded: list[np.ndarray], exclude_adult: bool
+    ) -> torch.Tensor:
+        """[B, vocab] log-probabilities of the next title; -inf for what may not be recommended."""
+        inputs = data.next_item_inputs(
+            histories, self.mapping.mask_index, self.model.config.max_seq_len
+        )
+        logits = self.model.next_item_logits(inputs.to(self.device)).float()
+        banned = data.seen_items(excluded, self.mapping.vocab_size).to(self.device)
+        if exclude_adult:
+            banned |= self.adult
+        return torch.log_softmax(logits.masked_fill(banned, float("-inf")), dim=1).cpu()
+
+    def _ranked(self, indices: list[int], log_probs: list[float]) -> tuple[Recommendation, ...]:
+        # A -inf (or NaN, when nothing is left to recommend) is not a recommendation.
+        kept = [(i, p) for i, p in zip(indices, log_probs) if p > float("-inf")]
+        return tuple(
+            Recommendation(rank, self.anime[self.mapping.anime_id(i)], float(np.exp(p)))
+            for rank, (i, p) in enumerate(kept, start=1)
+        )
+
+
+def trained_on(payload: dict) -> str | None:
+    """The database a model was trained on, as its training settings name it."""
+    settings = payload.get("train_config")
+    return settings.get("db") if isinstance(settings, dict) else None
+
+
+def default_database(payload: dict) -> str:
+    """--db when not given: the database the model was trained on while it exists (the demo's,
+    say), else the data stages' default."""
+    trained = trained_on(payload)
+    return trained if trained and os.path.isfile(trained) else paths.DEFAULT_DB_PATH
+
+
+# --- every loaded user at once -----------------------------------------------------------------
+
+
+def recommend_all_users(
+    recommender: Recommender,
+    conn: sqlite3.Connection,
+    *,
+    top_k: int = DEFAULT_TOP_K,
+    include_planning: bool = False,
+    exclude_adult: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[tuple[db.UserHistory, Recommendations]]:
+    """Every loaded user's top_k, batched; users with no title the model knows are left out."""
+    users = db.load_histories(conn)
+    histories = [history_from_entries(u.entries, include_planning=include_planning) for u in users]
+    results = recommender.recommend_many(
+        histories,
+        top_k=top_k,
+        exclude_adult=exclude_adult,
+        batch_size=batch_size,
+        on_batch=on_batch,
+    )
+    return [(u, r) for u, r in zip(users, results) if r.titles_used]
+
+
+def csv_text(rows: Sequence[tuple[db.UserHistory, Recommendations]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for user, result in rows:
+        for item in result.items:
+            a = item.anime
+            writer.writerow(
+                (
+                    user.user_name,
+                    user.user_id,
+                    item.rank,
+                    a.anime_id,
+                    a.title,
+                    a.title_romaji or "",
+                    a.format or "",
+                    a.start_year or "",
+                    "|".join(a.genres),
+                    f"{item.probability:.6g}",
+                )
+            )
+    return out.getvalue()
+
+
+def write_csv(
+    path: str | os.PathLike[str], rows: Sequence[tuple[db.UserHistory, Recommendations]]
+) -> None:
+    """Atomically; UTF-8 with a byte-order mark, so Excel on Windows shows Japanese titles."""
+    files.write_text(path, csv_text(rows), encoding="utf-8-sig")
+
+
+# --- showing them ------------------------------------------------------------------------------
+
+
+def describe(anime: db.Anime) -> str:
+    """The title shown, then the romaji when it differs, the format and the year:
+    'Attack on Titan (Shingeki no Kyojin; TV 2013)'."""
+    details = [part for part in (anime.format, anime.start_year) if part]
+    extra = [anime.title_romaji] if anime.title_romaji and anime.title_romaji != anime.title else []
+    if details:
+        extra.append(" ".join(str(part) for part in details))
+    return f"{anime.title} ({'; '.join(extra)})" if extra else anime.title
+
+
+def table_lines(items: Sequence[Recommendation]) -> list[str]:
+    """Rank, score, format, year, title, genres; the title comes late because Japanese
+    characters take two columns on a console and would break the alignment of what follows."""
+    lines = [f"{'Rank':>4}  {'Score':>7}  {'Format':<8}  {'Year':<4}  Title  (genres)"]
+    for item in items:
+        a = item.anime
+        genres = f"  ({', '.join(a.genres)})" if a.genres else ""
+        lines.append(
+            f"{item.rank:>4}  {item.probability:>7.2%}  {a.format or '-':<8}  "
+            f"{a.start_year or '-':<4}  {a.title}{genres}"
+        )
+    return lines
