@@ -7,11 +7,10 @@ setlocal
 cd /d "%~dp0"
 if not "%~1"=="" goto :given
 set "USER_NAME="
-set /p "USER_NAME=AniList user name: "
-if not defined USER_NAME (
-    echo No user name given. Other ways: 4_recommend.bat --help
-    exit /b 2
-)
+:ask
+rem A double-clicked window would close at once on an empty answer, so ask again.
+set /p "USER_NAME=AniList user name (Ctrl-C to quit; other ways: 4_recommend.bat --help): "
+if not defined USER_NAME goto :ask
 call "%~dp0scripts\step.bat" recommend.py --user "%USER_NAME%"
 exit /b %ERRORLEVEL%
 :given
