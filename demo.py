@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  model:  {os.path.join(output, 'models', 'best_model.pth')}")
     print(f"  plots:  {os.path.join(output, 'plots')}")
     print(f"  log:    {os.path.join(output, 'logs', 'training.log')}")
+    example = next(u.name for u in world.users if not u.private and len(u.entries) >= 30)
+    model_flag = "" if output == DEFAULT_OUTPUT_DIR else f" --model {output}"
+    print(f"Recommendations: python recommend.py --user {example}{model_flag}")
     print("Real data next: put AniList user names in datas_user.txt, then run_all.")
     return 0
 
