@@ -56,8 +56,8 @@ class TrainConfig:
     )
     amp: bool = _setting(
         True,
-        "mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling); "
-        "no effect on cpu or mps",
+        "mixed precision on CUDA: bf16 on Ampere and newer GPUs, fp16 with loss scaling on "
+        "Volta and Turing, off on older GPUs (slower there); no effect on cpu or mps",
         on_resume="free",
     )
     workers: int = _setting(

@@ -102,10 +102,14 @@ def select_device(config: TrainConfig) -> torch.device:
 
 
 def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """Mixed precision on CUDA only: bf16 where the GPU has it, else fp16 (with loss scaling)."""
+    """Mixed precision on CUDA where it pays off: bf16 on GPUs that compute it natively (Ampere,
+    compute capability 8, and newer), fp16 with loss scaling on Volta and Turing (7.x), whose
+    tensor cores run it fast; none on older GPUs (a GTX 1060's fp16 is far slower than its
+    fp32), nor on cpu or mps."""
     if not config.amp or device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    major, _ = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16 if major >= 7 else None
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
@@ -300,14 +304,13 @@ def evaluate_next_item(
     mapping: data.ItemMapping,
     config: TrainConfig,
     device: torch.device,
-    amp_dtype: torch.dtype | None,
 ) -> dict[str, float]:
-    """HR/NDCG/MRR of the model on next-title ranking (metrics module docstring)."""
+    """HR/NDCG/MRR of the model on next-title ranking (metrics module docstring). Scored in
+    float32 even with --amp: bf16 scores tie often, and ties count against the hidden title."""
     model.eval()
 
     def score(inputs: torch.Tensor) -> torch.Tensor:
-        with autocast(device, amp_dtype):
-            return model.next_item_logits(inputs.to(device)).float().cpu()
+        return model.next_item_logits(inputs.to(device)).float().cpu()
 
     ranks = metrics.rank_next_items(cases, score, mapping, config.max_seq_len, config.batch_size)
     return metrics.ranking_metrics(ranks)
@@ -423,7 +426,8 @@ class Run:
         self.model.load_state_dict(payload["model_state"])
         self.optimizer.load_state_dict(payload["optimizer_state"])
         self.scheduler.load_state_dict(payload["scheduler_state"])
-        self.scaler.load_state_dict(payload["scaler_state"])
+        if payload["scaler_state"]:  # empty when saved without fp16 (cpu, bf16, another GPU)
+            self.scaler.load_state_dict(payload["scaler_state"])
         self.history = History.from_dict(payload["history"])
         checkpoint.restore_rng(payload["rng_state"])
         self.start_epoch = payload["epoch"] + 1
@@ -554,9 +558,7 @@ def train_one_epoch(run: Run, epoch: int, step: Any) -> bool:
     )
     log_phase("Val", validated)
     stop_if_not_finite("validation", validated.loss, epoch, run)
-    ranking = evaluate_next_item(
-        run.model, run.cases, run.training.mapping, run.config, run.device, run.amp_dtype
-    )
+    ranking = evaluate_next_item(run.model, run.cases, run.training.mapping, run.config, run.device)
     log.info(
         f"  Val next-title ranking ({len(run.cases.targets)} users, full ranking): "
         f"{_format_ranking(ranking)}  (popularity HR@10 "
