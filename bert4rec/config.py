@@ -42,7 +42,11 @@ class TrainConfig:
     )
     # --- how long and on what
     epochs: int = _setting(200, "number of passes over the training users", on_resume="free")
-    batch_size: int = _setting(64, "users (sequences) per training step")
+    batch_size: int = _setting(
+        64,
+        "users (sequences) per training step, in all: under torchrun the processes share each "
+        "batch, so steps per epoch and the learning-rate schedule stay the same",
+    )
     device: str = _setting(
         "auto",
         "where to train: auto picks cuda, then mps, then cpu",
