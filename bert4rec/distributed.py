@@ -218,7 +218,7 @@ def mean_over_ranks(loss_sum: torch.Tensor, positions: int) -> torch.Tensor:
     the loss averaged over the masked positions of all ranks."""
     if world_size() == 1:
         return loss_sum / positions
-    counted = torch.tensor(float(positions), device=loss_sum.device)
+    counted = torch.full((), float(positions), device=loss_sum.device)  # a fill: no GPU sync
     return loss_sum * world_size() / all_reduce_sum(counted)
 
 
