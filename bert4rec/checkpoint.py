@@ -9,7 +9,9 @@ code runs when a file is loaded):
   data_fingerprint, metrics (that epoch's validation figures).
 - kind "training" (output/checkpoints/checkpoint_epoch_N.pth): all of the above plus
   optimizer_state, scheduler_state, scaler_state, history (History.to_dict()) and rng_state
-  (python, numpy, torch and cuda generators), so --resume continues exactly.
+  (python, numpy, torch and this process's cuda generator). Training reseeds dropout from
+  (seed, epoch, rank) every epoch, so --resume continues exactly without them on any number of
+  processes; they are kept for whatever else draws random numbers.
 """
 
 from __future__ import annotations
@@ -122,8 +124,10 @@ def capture_rng() -> dict:
         },
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_initialized():
+        # This process's GPU only: under torchrun reading every GPU's generator would open a
+        # context on each, and a file from an 8-GPU machine must load on a 1-GPU one.
+        state["cuda"] = [torch.cuda.get_rng_state()]
     return state
 
 
@@ -140,8 +144,8 @@ def restore_rng(state: dict) -> None:
         )
     )
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"][0])  # older files hold every GPU's: take the first
 
 
 def _as_tuples(value: Any) -> Any:

@@ -42,7 +42,11 @@ class TrainConfig:
     )
     # --- how long and on what
     epochs: int = _setting(200, "number of passes over the training users", on_resume="free")
-    batch_size: int = _setting(64, "users (sequences) per training step")
+    batch_size: int = _setting(
+        64,
+        "users (sequences) per training step, in all: under torchrun the processes share each "
+        "batch, so steps per epoch and the learning-rate schedule stay the same",
+    )
     device: str = _setting(
         "auto",
         "where to train: auto picks cuda, then mps, then cpu",
@@ -56,8 +60,8 @@ class TrainConfig:
     )
     amp: bool = _setting(
         True,
-        "mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling); "
-        "no effect on cpu or mps",
+        "mixed precision on CUDA: bf16 on Ampere and newer GPUs, fp16 with loss scaling on "
+        "Volta and Turing, off on older GPUs (slower there); no effect on cpu or mps",
         on_resume="free",
     )
     workers: int = _setting(

@@ -11,7 +11,8 @@ Output layout (under config.output):
 
 Every file is written atomically. Reproducibility: the user split, the batch order and the masks
 depend only on the seed and the epoch (data.BERT4RecDataset); dropout uses torch's generator,
-whose state a checkpoint stores, so a resumed run repeats an uninterrupted one exactly.
+is seeded from (seed, epoch, rank) each epoch, so a resumed run repeats an uninterrupted one
+exactly. Under torchrun the work is shared over processes; see distributed.py.
 """
 
 from __future__ import annotations
@@ -32,12 +33,12 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from . import checkpoint, data, files, metrics, plots
+from . import checkpoint, data, distributed, files, metrics, plots
 from . import config as config_module
 from .config import TrainConfig
 from .data import PAD_INDEX, BERT4RecDataset, TrainingData
 from .metrics import RANKING_METRICS, TOP_K, History
-from .model import BERT4Rec, ModelConfig, masked_loss
+from .model import BERT4Rec, ModelConfig
 
 log = logging.getLogger("bert4rec.train")
 
@@ -98,14 +99,21 @@ def select_device(config: TrainConfig) -> torch.device:
         raise TrainingError("--device mps: Apple's Metal backend is not available here.")
     if wanted == "auto":
         wanted = "cuda" if torch.cuda.is_available() else "mps" if mps_ok else "cpu"
+    problem = distributed.device_problem(wanted)  # [distributed] one GPU per process, no mps
+    if problem:
+        raise TrainingError(problem)
     return torch.device(wanted)
 
 
 def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """Mixed precision on CUDA only: bf16 where the GPU has it, else fp16 (with loss scaling)."""
+    """Mixed precision on CUDA where it pays off: bf16 on GPUs that compute it natively (Ampere,
+    compute capability 8, and newer), fp16 with loss scaling on Volta and Turing (7.x), whose
+    tensor cores run it fast; none on older GPUs (a GTX 1060's fp16 is far slower than its
+    fp32), nor on cpu or mps."""
     if not config.amp or device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    major, _ = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16 if major >= 7 else None
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
@@ -236,7 +244,14 @@ class PhaseResult:
 
 def progress(loader: DataLoader, description: str) -> tqdm:
     # ascii bars ("#") render in every console, the Windows code pages included.
-    return tqdm(loader, desc=description, ascii=True, bar_format=BAR_FORMAT, file=sys.stderr)
+    return tqdm(
+        loader,
+        desc=description,
+        ascii=True,
+        bar_format=BAR_FORMAT,
+        file=sys.stderr,
+        disable=not distributed.is_main_process(),  # [distributed] one bar, rank 0's
+    )
 
 
 def run_epoch(
@@ -257,18 +272,20 @@ def run_epoch(
     started = time.perf_counter()
     with torch.set_grad_enabled(step is not None):
         for inputs, labels in progress(loader, description):
+            sequences += distributed.shared_rows(labels)  # [distributed] not placeholder rows
             inputs = inputs.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
             targets = labels[labels != PAD_INDEX]
             with autocast(device, amp_dtype):
                 logits = model(inputs, labels)
-            loss = masked_loss(logits, targets)
+            # [distributed] summed, then divided by the masked positions of every rank
+            batch_loss_sum = distributed.summed_loss(logits, targets)
             if step is not None:
-                step(loss)
+                step(distributed.mean_over_ranks(batch_loss_sum, targets.numel()))
             # Summed on the device and read once per epoch: no step waits for the GPU.
-            loss_sum += loss.detach() * targets.numel()
+            loss_sum += batch_loss_sum.detach()
             accuracy.update(logits, targets)
-            sequences += inputs.shape[0]
+    loss_sum, accuracy, sequences = distributed.sum_phase(loss_sum, accuracy, sequences)
     mean_loss = loss_sum.item() / max(1, accuracy.positions)
     return PhaseResult(mean_loss, accuracy.result(), sequences, time.perf_counter() - started)
 
@@ -300,17 +317,20 @@ def evaluate_next_item(
     mapping: data.ItemMapping,
     config: TrainConfig,
     device: torch.device,
-    amp_dtype: torch.dtype | None,
 ) -> dict[str, float]:
-    """HR/NDCG/MRR of the model on next-title ranking (metrics module docstring)."""
+    """HR/NDCG/MRR of the model on next-title ranking (metrics module docstring). Scored in
+    float32 even with --amp: bf16 scores tie often, and ties count against the hidden title."""
     model.eval()
 
     def score(inputs: torch.Tensor) -> torch.Tensor:
-        with autocast(device, amp_dtype):
-            return model.next_item_logits(inputs.to(device)).float().cpu()
+        return model.next_item_logits(inputs.to(device)).float().cpu()
 
-    ranks = metrics.rank_next_items(cases, score, mapping, config.max_seq_len, config.batch_size)
-    return metrics.ranking_metrics(ranks)
+    def rank(shared: data.NextItemCases) -> torch.Tensor:
+        return metrics.rank_next_items(
+            shared, score, mapping, config.max_seq_len, config.batch_size
+        )
+
+    return metrics.ranking_metrics(distributed.rank_in_shares(cases, rank))  # [distributed]
 
 
 def popularity_baseline(training: TrainingData, cases: data.NextItemCases, config: TrainConfig):
@@ -356,6 +376,11 @@ def logging_to(path: Path):
             handler.close()
 
 
+def logging_on_rank_0(path: Path) -> Any:
+    """logging_to(path) in rank 0 (the only one in a plain run); the other ranks stay silent."""
+    return logging_to(path) if distributed.is_main_process() else distributed.silenced(log)
+
+
 def _format_ranking(values: dict[str, float]) -> str:
     return "  ".join(f"{name} {values[name]:.4f}" for name in ("HR@10", "NDCG@10", "MRR"))
 
@@ -380,6 +405,7 @@ class Run:
     training: TrainingData
     cases: data.NextItemCases  # next-title ranking on the validation users
     model: BERT4Rec
+    parallel_model: torch.nn.Module  # what training steps call: DDP around model under torchrun
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
@@ -396,6 +422,7 @@ class Run:
             "data": self.training.summary(),
             "ranking_protocol": RANKING_PROTOCOL,
             "device": str(self.device),
+            "processes": distributed.world_size(),
         }
 
     def model_file(self, epoch: int) -> dict:
@@ -423,7 +450,8 @@ class Run:
         self.model.load_state_dict(payload["model_state"])
         self.optimizer.load_state_dict(payload["optimizer_state"])
         self.scheduler.load_state_dict(payload["scheduler_state"])
-        self.scaler.load_state_dict(payload["scaler_state"])
+        if payload["scaler_state"]:  # empty when saved without fp16 (cpu, bf16, another GPU)
+            self.scaler.load_state_dict(payload["scaler_state"])
         self.history = History.from_dict(payload["history"])
         checkpoint.restore_rng(payload["rng_state"])
         self.start_epoch = payload["epoch"] + 1
@@ -438,7 +466,8 @@ def train(config: TrainConfig) -> History:
     """
     config.validate()
     paths = OutputPaths(Path(config.output))
-    with logging_to(paths.logs / "training.log"):
+    # [distributed] a process group under torchrun (entered before the second item is built)
+    with distributed.process_group(), logging_on_rank_0(paths.logs / "training.log"):
         try:
             run = start_run(config, paths)
             return train_epochs(run)
@@ -451,9 +480,14 @@ def start_run(config: TrainConfig, paths: OutputPaths) -> Run:
     """Device, data, model and optimiser; restored from config.resume when given."""
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = select_device(config)
+    device = distributed.device_for_rank(select_device(config))  # [distributed] cuda:LOCAL_RANK
     amp_dtype = autocast_dtype(config, device)
     log.info(f"Device: {device}" + (f" (mixed precision {amp_dtype})" if amp_dtype else ""))
+    if distributed.world_size() > 1:  # [distributed]
+        log.info(
+            f"Distributed: {distributed.world_size()} processes share each batch of "
+            f"{config.batch_size} users"
+        )
     training = data.prepare_training_data(
         config.db, min_items=config.min_items, val_fraction=config.val_fraction, seed=config.seed
     )
@@ -479,12 +513,13 @@ def start_run(config: TrainConfig, paths: OutputPaths) -> Run:
         training=training,
         cases=data.hold_out_last(training.validation_sequences),
         model=model,
+        parallel_model=distributed.wrap_model(model, device),  # [distributed]
         optimizer=optimizer,
         scheduler=build_schedule(optimizer, config, len(train_set)),
         scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
         train_set=train_set,
-        train_loader=make_loader(train_set, config, device),
-        val_loader=make_loader(val_set, config, device),
+        train_loader=make_loader(distributed.share(train_set), config, device),  # [distributed]
+        val_loader=make_loader(distributed.share(val_set), config, device),
         history=History(),
     )
     if resumed is not None:
@@ -525,8 +560,9 @@ def train_epochs(run: Run) -> History:
     except KeyboardInterrupt:
         raise interrupted(run, epoch, finished) from None
 
-    checkpoint.save(run.model_file(history.epochs_done), run.paths.models / "final_model.pth")
-    plots.write_all(history, run.paths.plots, run.report)
+    if distributed.is_main_process():  # [distributed]
+        checkpoint.save(run.model_file(history.epochs_done), run.paths.models / "final_model.pth")
+        plots.write_all(history, run.paths.plots, run.report)
     log.info(
         f"\nTraining finished after {history.epochs_done} epochs. Best validation loss "
         f"{history.best_val_loss:.4f} at epoch {history.best_epoch}: "
@@ -541,8 +577,14 @@ def train_one_epoch(run: Run, epoch: int, step: Any) -> bool:
     log.info("-" * 40)
     learning_rate = run.scheduler.get_last_lr()[0]
     run.train_set.set_epoch(epoch)
+    distributed.seed_dropout(run.config.seed, epoch)  # [distributed] no per-rank state to save
     trained = run_epoch(
-        run.model, run.train_loader, run.device, run.amp_dtype, description="Training", step=step
+        run.parallel_model,
+        run.train_loader,
+        run.device,
+        run.amp_dtype,
+        description="Training",
+        step=step,
     )
     log_phase("Train", trained)
     log.info(
@@ -554,9 +596,7 @@ def train_one_epoch(run: Run, epoch: int, step: Any) -> bool:
     )
     log_phase("Val", validated)
     stop_if_not_finite("validation", validated.loss, epoch, run)
-    ranking = evaluate_next_item(
-        run.model, run.cases, run.training.mapping, run.config, run.device, run.amp_dtype
-    )
+    ranking = evaluate_next_item(run.model, run.cases, run.training.mapping, run.config, run.device)
     log.info(
         f"  Val next-title ranking ({len(run.cases.targets)} users, full ranking): "
         f"{_format_ranking(ranking)}  (popularity HR@10 "
@@ -579,7 +619,9 @@ def train_one_epoch(run: Run, epoch: int, step: Any) -> bool:
 
 def save_epoch(run: Run, epoch: int, improved: bool) -> None:
     """best_model.pth on a new best; every checkpoint_every epochs a checkpoint and the plots;
-    training_metrics.json every epoch (cheap, and lets a long run be watched)."""
+    training_metrics.json every epoch (cheap, and lets a long run be watched). Rank 0 only."""
+    if not distributed.is_main_process():  # [distributed]
+        return
     if improved:
         checkpoint.save(run.model_file(epoch), run.paths.models / "best_model.pth")
     every = run.config.checkpoint_every
@@ -592,7 +634,9 @@ def save_epoch(run: Run, epoch: int, improved: bool) -> None:
 
 def write_run_files(run: Run) -> None:
     """The mapping and settings, written first so best_model.pth is usable from epoch 1 on.
-    item_mappings.json is what loaders read; the pickle is the spec's format."""
+    item_mappings.json is what loaders read; the pickle is the spec's format. Rank 0 only."""
+    if not distributed.is_main_process():  # [distributed]
+        return
     mapping = run.training.mapping.to_dict()
     files.write_pickle(run.paths.models / "item_mappings.pkl", mapping)
     files.write_json(run.paths.models / "item_mappings.json", mapping)
@@ -631,8 +675,9 @@ def interrupted(run: Run, epoch: int, finished: dict | None) -> TrainingInterrup
         return TrainingInterrupted(message, None)
     done = finished["epoch"]
     path = run.paths.checkpoint(done)
-    checkpoint.save(finished, path)
-    plots.write_all(History.from_dict(finished["history"]), run.paths.plots, run.report)
+    if distributed.is_main_process():  # [distributed]
+        checkpoint.save(finished, path)
+        plots.write_all(History.from_dict(finished["history"]), run.paths.plots, run.report)
     message = (
         f"Interrupted in epoch {epoch}. Saved the state after epoch {done} to {path}.\n"
         f"Resume with: python train_model.py --resume {path}"
