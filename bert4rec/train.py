@@ -47,6 +47,13 @@ RANKING_PROTOCOL = (
     "MASK, the whole catalogue is ranked (full ranking, no sampled negatives) with the user's "
     "other titles excluded; ties count against the hidden title"
 )
+LEAVE_ONE_OUT_PROTOCOL = (
+    "leave-one-out over all users: the last title of each user is the test target, the one "
+    "before it the validation target, the rest is trained on; the target is replaced by MASK "
+    "after the titles before it, the whole catalogue is ranked (full ranking, no sampled "
+    "negatives) with the user's other titles excluded; ties count against the target. Test "
+    "figures are of the model with the best validation loss"
+)
 
 
 class TrainingError(Exception):
@@ -168,16 +175,20 @@ def make_loader(dataset: BERT4RecDataset, config: TrainConfig, device: torch.dev
 
 def make_datasets(
     config: TrainConfig, training: TrainingData
-) -> tuple[BERT4RecDataset, BERT4RecDataset]:
-    """(training batches, reshuffled and remasked each epoch; validation batches, fixed)."""
+) -> tuple[BERT4RecDataset, BERT4RecDataset | None]:
+    """(training batches, reshuffled and remasked each epoch; validation batches, fixed, or
+    None for leave-one-out, whose validation is the next-title ranking alone)."""
     common = {
         "max_seq_len": config.max_seq_len,
         "batch_size": config.batch_size,
         "mask_prob": config.mask_prob,
         "last_item_mask_prob": config.last_item_mask_prob,
         "mask_index": training.mapping.mask_index,
+        "length_buckets": config.length_buckets,
     }
     train_set = BERT4RecDataset(training.train_sequences, seed=config.seed, shuffle=True, **common)
+    if config.split == "leave-one-out":
+        return train_set, None
     val_set = BERT4RecDataset(
         training.validation_sequences, seed=config.seed + 1, shuffle=False, **common
     )
@@ -313,6 +324,40 @@ def evaluate_next_item(
     return metrics.ranking_metrics(ranks)
 
 
+@torch.no_grad()
+def validate_next_item(run: Run, cases: data.NextItemCases) -> tuple[PhaseResult, dict[str, float]]:
+    """Leave-one-out validation in one pass over the validation targets: the loss and Top-K
+    accuracy of the spec (the hidden target as the one masked title) and the ranking."""
+    run.model.eval()
+    started = time.perf_counter()
+
+    def score(inputs: torch.Tensor) -> torch.Tensor:
+        with autocast(run.device, run.amp_dtype):
+            return run.model.next_item_logits(inputs.to(run.device)).float().cpu()
+
+    scored = metrics.score_next_items(
+        cases, score, run.training.mapping, run.config.max_seq_len, run.config.batch_size
+    )
+    seconds = time.perf_counter() - started
+    phase = PhaseResult(scored.loss, scored.accuracy, len(cases.targets), seconds)
+    return phase, metrics.ranking_metrics(scored.ranks)
+
+
+def test_best_model(run: Run) -> None:
+    """Leave-one-out: rank the test targets with best_model.pth (chosen on validation alone)."""
+    cases = run.training.test_cases
+    best = checkpoint.load(run.paths.models / "best_model.pth", kind="model")
+    run.model.load_state_dict(best["model_state"])
+    _, run.history.test_ranking = validate_next_item(run, cases)
+    run.history.test_epoch = best["epoch"]
+    run.history.test_popularity_baseline = popularity_baseline(run.training, cases, run.config)
+    log.info(
+        f"\nTest (leave-one-out, {len(cases.targets)} users, full ranking, best model of epoch "
+        f"{best['epoch']}): {_format_ranking(run.history.test_ranking)}  (popularity "
+        f"{_format_ranking(run.history.test_popularity_baseline)})"
+    )
+
+
 def popularity_baseline(training: TrainingData, cases: data.NextItemCases, config: TrainConfig):
     popularity = metrics.popularity_scores(
         training.train_sequences, training.mapping.vocab_size, training.mapping.num_items
@@ -385,7 +430,7 @@ class Run:
     scaler: torch.amp.GradScaler
     train_set: BERT4RecDataset
     train_loader: DataLoader
-    val_loader: DataLoader
+    val_loader: DataLoader | None  # None for leave-one-out (validate_next_item)
     history: History
     start_epoch: int = 1
 
@@ -394,7 +439,9 @@ class Run:
         """What training_metrics.json says besides the per-epoch series."""
         return {
             "data": self.training.summary(),
-            "ranking_protocol": RANKING_PROTOCOL,
+            "ranking_protocol": (
+                LEAVE_ONE_OUT_PROTOCOL if self.config.split == "leave-one-out" else RANKING_PROTOCOL
+            ),
             "device": str(self.device),
         }
 
@@ -455,7 +502,11 @@ def start_run(config: TrainConfig, paths: OutputPaths) -> Run:
     amp_dtype = autocast_dtype(config, device)
     log.info(f"Device: {device}" + (f" (mixed precision {amp_dtype})" if amp_dtype else ""))
     training = data.prepare_training_data(
-        config.db, min_items=config.min_items, val_fraction=config.val_fraction, seed=config.seed
+        config.db,
+        min_items=config.min_items,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+        split=config.split,
     )
     log_data_summary(config, training.summary())
     resumed = checkpoint.load(config.resume, kind="training") if config.resume else None
@@ -477,14 +528,14 @@ def start_run(config: TrainConfig, paths: OutputPaths) -> Run:
         device=device,
         amp_dtype=amp_dtype,
         training=training,
-        cases=data.hold_out_last(training.validation_sequences),
+        cases=training.validation_cases,
         model=model,
         optimizer=optimizer,
         scheduler=build_schedule(optimizer, config, len(train_set)),
         scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
         train_set=train_set,
         train_loader=make_loader(train_set, config, device),
-        val_loader=make_loader(val_set, config, device),
+        val_loader=None if val_set is None else make_loader(val_set, config, device),
         history=History(),
     )
     if resumed is not None:
@@ -526,6 +577,8 @@ def train_epochs(run: Run) -> History:
         raise interrupted(run, epoch, finished) from None
 
     checkpoint.save(run.model_file(history.epochs_done), run.paths.models / "final_model.pth")
+    if run.training.test_cases is not None:
+        test_best_model(run)
     plots.write_all(history, run.paths.plots, run.report)
     log.info(
         f"\nTraining finished after {history.epochs_done} epochs. Best validation loss "
@@ -549,14 +602,19 @@ def train_one_epoch(run: Run, epoch: int, step: Any) -> bool:
         f"  Train speed: {trained.sequences_per_second:.1f} sequences/s ({trained.seconds:.2f} s)"
     )
     stop_if_not_finite("training", trained.loss, epoch, run)
-    validated = run_epoch(
-        run.model, run.val_loader, run.device, run.amp_dtype, description="Validation"
-    )
+    if run.val_loader is None:  # leave-one-out: loss, Top-K and ranking in one pass
+        validated, ranking = validate_next_item(run, run.cases)
+    else:
+        validated = run_epoch(
+            run.model, run.val_loader, run.device, run.amp_dtype, description="Validation"
+        )
+        ranking = None
     log_phase("Val", validated)
     stop_if_not_finite("validation", validated.loss, epoch, run)
-    ranking = evaluate_next_item(
-        run.model, run.cases, run.training.mapping, run.config, run.device, run.amp_dtype
-    )
+    if ranking is None:
+        ranking = evaluate_next_item(
+            run.model, run.cases, run.training.mapping, run.config, run.device, run.amp_dtype
+        )
     log.info(
         f"  Val next-title ranking ({len(run.cases.targets)} users, full ranking): "
         f"{_format_ranking(ranking)}  (popularity HR@10 "
