@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import ctypes
 import logging
 import math
+import platform
 import random
 import sys
 import time
@@ -119,6 +121,22 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def keep_freed_memory() -> bool:
+    """Have glibc keep freed memory for the next allocation instead of handing it back.
+
+    A training step allocates and frees the same large activations every time (attention
+    weights and dropout masks of tens of MB). glibc serves blocks that large with mmap and
+    unmaps them when freed, so every step faults in and zeroes fresh pages again: on the 2-core
+    benchmark machine that was a third of a CPU training step (bench/results/SPEED.md). Raising
+    the mmap and trim thresholds keeps the memory in the heap for reuse. Linux with glibc only;
+    True when applied."""
+    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(None)
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    return bool(libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 1 << 30))
 
 
 def seed_everything(seed: int) -> None:
@@ -499,6 +517,8 @@ def start_run(config: TrainConfig, paths: OutputPaths) -> Run:
     if config.threads:
         torch.set_num_threads(config.threads)
     device = select_device(config)
+    if device.type == "cpu":
+        keep_freed_memory()
     amp_dtype = autocast_dtype(config, device)
     log.info(f"Device: {device}" + (f" (mixed precision {amp_dtype})" if amp_dtype else ""))
     training = data.prepare_training_data(
