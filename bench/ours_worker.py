@@ -83,7 +83,7 @@ def measure(args: argparse.Namespace) -> dict:
         step = train.make_step(
             run.model, run.optimizer, run.scheduler, run.scaler, config.grad_clip
         )
-        device, amp = run.device, run.amp_dtype
+        device, amp = run.device, run.train_amp_dtype
         warmup = Batches(run, args.warmup_batches * args.batch_size, first_epoch=0)
         if args.warmup_batches:
             train.run_epoch(run.model, warmup, device, amp, description="Warm-up", step=step)

@@ -117,6 +117,15 @@ def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | N
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+def training_autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The training steps' mixed precision: --amp's on CUDA; with --cpu-bf16, bf16 on a CPU that
+    computes it natively (elsewhere it is emulated, and slower than float32). Evaluation keeps
+    autocast_dtype, float32 on the CPU, so that rankings see no bf16 ties."""
+    if device.type == "cpu" and config.cpu_bf16 and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16
+    return autocast_dtype(config, device)
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
     if dtype is None:
         return contextlib.nullcontext()
@@ -451,6 +460,7 @@ class Run:
     val_loader: DataLoader | None  # None for leave-one-out (validate_next_item)
     history: History
     start_epoch: int = 1
+    train_amp_dtype: torch.dtype | None = None  # the training steps' (training_autocast_dtype)
 
     @property
     def report(self) -> dict:
@@ -520,7 +530,14 @@ def start_run(config: TrainConfig, paths: OutputPaths) -> Run:
     if device.type == "cpu":
         keep_freed_memory()
     amp_dtype = autocast_dtype(config, device)
+    train_amp_dtype = training_autocast_dtype(config, device)
     log.info(f"Device: {device}" + (f" (mixed precision {amp_dtype})" if amp_dtype else ""))
+    if device.type == "cpu" and config.cpu_bf16:
+        log.info(
+            "Training steps in bfloat16 mixed precision (evaluation in float32)"
+            if train_amp_dtype
+            else "--cpu-bf16: this CPU has no native bfloat16; training in float32"
+        )
     training = data.prepare_training_data(
         config.db,
         min_items=config.min_items,
@@ -539,7 +556,13 @@ def start_run(config: TrainConfig, paths: OutputPaths) -> Run:
         )
 
     seed_everything(config.seed)
-    model = BERT4Rec(model_config_for(config, training.mapping.num_items)).to(device)
+    model = BERT4Rec(model_config_for(config, training.mapping.num_items))
+    if config.popularity_init:
+        counts = np.bincount(
+            np.concatenate(training.train_sequences), minlength=training.mapping.vocab_size
+        )
+        model.start_at_popularity(torch.from_numpy(counts))
+    model = model.to(device)
     train_set, val_set = make_datasets(config, training)
     optimizer = torch.optim.AdamW(optimizer_groups(model, config.weight_decay), lr=config.lr)
     run = Run(
@@ -557,6 +580,7 @@ def start_run(config: TrainConfig, paths: OutputPaths) -> Run:
         train_loader=make_loader(train_set, config, device),
         val_loader=None if val_set is None else make_loader(val_set, config, device),
         history=History(),
+        train_amp_dtype=train_amp_dtype,
     )
     if resumed is not None:
         run.restore(resumed)
@@ -615,7 +639,12 @@ def train_one_epoch(run: Run, epoch: int, step: Any) -> bool:
     learning_rate = run.scheduler.get_last_lr()[0]
     run.train_set.set_epoch(epoch)
     trained = run_epoch(
-        run.model, run.train_loader, run.device, run.amp_dtype, description="Training", step=step
+        run.model,
+        run.train_loader,
+        run.device,
+        run.train_amp_dtype,
+        description="Training",
+        step=step,
     )
     log_phase("Train", trained)
     log.info(

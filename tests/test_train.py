@@ -427,3 +427,13 @@ def test_leave_one_out_validates_each_epoch_and_tests_the_best_model(planted_db,
     assert history.test_ranking["HR@10"] > history.test_popularity_baseline["HR@10"] + 0.2
     log = (tmp_path / "logs/training.log").read_text(encoding="utf-8")
     assert "Test (leave-one-out, 200 users, full ranking" in log
+
+
+def test_cpu_bf16_covers_the_training_steps_only():
+    cpu = torch.device("cpu")
+    plain = TrainConfig()
+    assert training.training_autocast_dtype(plain, cpu) is None
+    bf16 = replace(plain, cpu_bf16=True)
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert training.training_autocast_dtype(bf16, cpu) == (torch.bfloat16 if native else None)
+    assert training.autocast_dtype(bf16, cpu) is None  # evaluation stays float32 on the CPU
