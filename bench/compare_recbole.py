@@ -11,10 +11,16 @@ repository ($BERT4REC_CACHE/recbole-venv, else ~/.cache/bert4rec-anime/recbole-v
 on first use, and runs in bench/recbole_worker.py. The data is the MovieLens store of
 bench/movielens.py (imported first if missing), exported to RecBole's atomic file format in the
 cache with each user's items in the order our trainer reads them, so both sides see the same
-sequences and the same leave-one-out targets.
+sequences and the same leave-one-out targets. Our side runs in bench/ours_worker.py with the
+project's python, through bert4rec.train as `train_model.py --preset ml1m` would.
+
+Both throughputs are given: sequences per second (the goal's measure) and real (non-padding)
+items per second, since RecBole computes every one of its 200 positions, padding included.
+Peak memory is the peak RSS of each worker process, reading the data included.
 
     python bench/compare_recbole.py                 # RecBole and ours, 2 rounds of 6,040 sequences
-    python bench/compare_recbole.py --only recbole  # RecBole alone (ours is not wired in yet)
+    python bench/compare_recbole.py --only recbole  # one side alone
+    python bench/compare_recbole.py --rounds 3 --json bench/results/recbole_compare.json
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -32,10 +39,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import movielens  # noqa: E402
-from bert4rec import db  # noqa: E402
+from bert4rec import data, db  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
 WORKER = BENCH_DIR / "recbole_worker.py"
+OURS_WORKER = BENCH_DIR / "ours_worker.py"
+RESULTS = BENCH_DIR / "results" / "recbole_compare.json"
 DATASET = "ml1m-bench"  # not "ml-1m": RecBole would apply its own presets for a name it knows
 
 # The benchmark environment. RecBole 1.2.1 breaks with numpy 2 and pandas 2.3, and pins colorlog
@@ -134,15 +143,11 @@ def run_checked(command: list[str], **kwargs) -> str:
 
 
 def trainer_order_key(entry: db.ListEntry) -> tuple:
-    """The order in which our trainer reads a history, as far as the MovieLens store needs it.
-
-    Presumed rule of the trainer: completed date, else started date, else updated_at, else
-    created_at, ties by anime_id. The MovieLens store sets only updated_at and created_at.
-    LEAD: once bert4rec/data.py exists, use its own ordering here so the two cannot drift.
-    """
+    """The order in which our trainer reads a history: its own rule (data.watch_order_key), so
+    the two cannot drift. For the MovieLens store that is the timestamp, ties by anime_id."""
     if entry.completed_at or entry.started_at:
         raise BenchError("this export expects the MovieLens store (no completed/started dates)")
-    return (entry.updated_at if entry.updated_at is not None else entry.created_at, entry.anime_id)
+    return data.watch_order_key(entry)
 
 
 def export_recbole_dataset(db_path: Path, data_dir: Path) -> Path:
@@ -211,21 +216,21 @@ def run_recbole(python: Path, data_dir: Path, work_dir: Path, settings: Settings
 
 
 def run_ours(db_path: Path, settings: Settings) -> dict:
-    """One run of our trainer in a fresh process; its result, in the same keys as RecBole's.
-
-    ===================================== HOOK: OURS ========================================
-    LEAD: wire our trainer in here. Run it as a subprocess of this python (so its peak RSS is
-    its own), on `db_path` with the leave-one-out split and the paper's ML-1M preset, for
-    `settings.sequences` training sequences (one user's history = one sequence) after
-    `settings.warmup_batches` untimed batches, batch size `settings.batch_size`,
-    torch.set_num_threads(settings.threads) and worker_env(settings.threads), and have it print
-    one JSON line with at least: sequences, wall_s, sequences_per_s, tokens_per_s,
-    peak_rss_mb (resource.getrusage(RUSAGE_SELF).ru_maxrss of that process), threads,
-    versions. Count the time from the first timed batch to the last optimizer step, collation
-    and masking included, as the RecBole worker does.
-    ==========================================================================================
-    """
-    raise NotImplementedError("our trainer is not wired into compare_recbole.py yet")
+    """One run of our trainer in a fresh process of this python (bench/ours_worker.py: the
+    ml1m preset, leave-one-out, trained through bert4rec.train); its JSON result, in the same
+    keys as RecBole's. Its peak RSS is its own, reading the store included."""
+    command = [
+        sys.executable,
+        str(OURS_WORKER),
+        f"--db={db_path}",
+        f"--sequences={settings.sequences}",
+        f"--batch-size={settings.batch_size}",
+        f"--threads={settings.threads}",
+        f"--warmup-batches={settings.warmup_batches}",
+        f"--seed={settings.seed}",
+    ]
+    output = run_checked(command, env=worker_env(settings.threads))
+    return json.loads(output.strip().splitlines()[-1])
 
 
 # --- the comparison ---------------------------------------------------------------------------
@@ -267,33 +272,74 @@ def compare(args: argparse.Namespace) -> dict:
     results: dict[str, list[dict]] = {side: [] for side in sides}
     for round_number in range(1, args.rounds + 1):
         for side in sides:  # A B A B: alternate, so that drift hits both sides alike
-            try:
-                result = runners[side]()
-            except NotImplementedError as exc:
-                print(f"round {round_number}: {side:8s} skipped: {exc}", flush=True)
-                continue
+            result = runners[side]()
             results[side].append(result)
             print(f"round {round_number}: {describe(side, result)}", flush=True)
 
-    summary: dict = {"settings": asdict(settings), "runs": results, "median": {}}
-    for side, runs in results.items():
-        if runs:
-            summary["median"][side] = {
-                "sequences_per_s": statistics.median(r["sequences_per_s"] for r in runs),
-                "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in runs),
-            }
-    medians = summary["median"]
+    summary: dict = {
+        "settings": asdict(settings),
+        "machine": machine(),
+        "runs": results,
+        "median": {side: medians(runs) for side, runs in results.items()},
+    }
     print()
-    for side, median in medians.items():
+    for side, median in summary["median"].items():
         print(
             f"median {side:8s} {median['sequences_per_s']:8.1f} seq/s, "
-            f"peak RSS {median['peak_rss_mb']:.0f} MB"
+            f"{median['tokens_per_s']:9.0f} real items/s, peak RSS {median['peak_rss_mb']:.0f} MB "
+            f"({median['peak_rss_training_mb'] or 0:.0f} MB during training alone)"
         )
-    if "recbole" in medians and "ours" in medians:
-        ratio = medians["ours"]["sequences_per_s"] / medians["recbole"]["sequences_per_s"]
-        summary["throughput_ratio_ours_to_recbole"] = round(ratio, 2)
-        print(f"throughput ours / RecBole: {ratio:.2f}x")
+    if len(summary["median"]) == 2:
+        summary["ours_vs_recbole"] = ratios(summary["median"]["ours"], summary["median"]["recbole"])
+        r = summary["ours_vs_recbole"]
+        print(
+            f"ours / RecBole: {r['sequences_per_s']:.2f}x sequences/s, {r['tokens_per_s']:.2f}x "
+            f"real items/s, {r['peak_rss_mb']:.2f}x peak memory -> goal (>= {SPEED_GOAL:g}x "
+            f"sequences/s with lower peak memory) {'met' if r['goal_met'] else 'NOT met'}"
+        )
     return summary
+
+
+SPEED_GOAL = 3.0  # issue 6: at least 3x RecBole's training throughput, with lower peak memory
+
+
+def medians(runs: list[dict]) -> dict:
+    def median_of(key: str) -> float | None:
+        values = [r[key] for r in runs if r.get(key) is not None]
+        return statistics.median(values) if values else None
+
+    keys = ("sequences_per_s", "tokens_per_s", "peak_rss_mb", "peak_rss_training_mb")
+    return {key: median_of(key) for key in keys}
+
+
+def ratios(ours: dict, recbole: dict) -> dict:
+    result = {
+        key: round(ours[key] / recbole[key], 2)
+        for key in ("sequences_per_s", "tokens_per_s", "peak_rss_mb")
+    }
+    result["goal_met"] = (
+        result["sequences_per_s"] >= SPEED_GOAL and ours["peak_rss_mb"] < recbole["peak_rss_mb"]
+    )
+    return result
+
+
+def machine() -> dict:
+    """What the figures were measured on (the load average says how busy it was)."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            names = [
+                line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")
+            ]
+        model = names[0] if names else model
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "logical_cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -335,7 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--evaluate", action="store_true", help="RecBole also ranks the test targets after its run"
     )
-    parser.add_argument("--json", type=Path, default=None, help="also write the summary here")
+    parser.add_argument(
+        "--json", type=Path, default=RESULTS, help="write the summary here (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:

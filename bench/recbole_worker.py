@@ -152,6 +152,30 @@ class Batches:
             yield interaction
 
 
+def measured(
+    timed, wall_s: float, setup_s: float, setup_rss: float, training_rss: float | None, load
+) -> dict:
+    """The figures both workers report alike (ours_worker.py uses this too): throughput of a
+    Batches counter `timed` over `wall_s`, memory, load and threads."""
+    return {
+        "sequences": timed.sequences,
+        "batches": timed.batches,
+        "wall_s": round(wall_s, 3),
+        "sequences_per_s": round(timed.sequences / wall_s, 2),
+        "tokens_per_s": round(timed.tokens / wall_s, 1),
+        "mean_tokens_per_sequence": round(timed.tokens / max(timed.sequences, 1), 1),
+        "loss_positions_per_s": round(timed.loss_positions / wall_s, 1),
+        "setup_s": round(setup_s, 1),
+        "peak_rss_after_setup_mb": round(setup_rss, 1),
+        "peak_rss_training_mb": None if training_rss is None else round(training_rss, 1),
+        "peak_rss_mb": round(max(setup_rss, peak_rss_mb(), training_rss or 0.0), 1),
+        # Other work on the machine skews a run: the 1-minute load average, before and after.
+        "load_average": [load, os.getloadavg()[0] if load is not None else None],
+        "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+    }
+
+
 def endless(loader) -> Iterator:
     while True:  # each pass over the loader is a freshly shuffled epoch
         yield from loader
@@ -210,24 +234,10 @@ def run(args: argparse.Namespace) -> dict:
         ),
         "train_rows_per_epoch": len(train_set),
         "recbole_prefix_rows_per_epoch": prefixes_per_epoch,
-        "sequences": timed.sequences,
-        "batches": timed.batches,
         "batch_size": args.batch_size,
         "warmup_batches": warmup.batches,
-        "wall_s": round(wall_s, 3),
-        "sequences_per_s": round(timed.sequences / wall_s, 2),
-        "tokens_per_s": round(timed.tokens / wall_s, 1),
-        "mean_tokens_per_sequence": round(timed.tokens / max(timed.sequences, 1), 1),
-        "loss_positions_per_s": round(timed.loss_positions / wall_s, 1),
         "mean_loss": round(loss_sum / max(timed.batches, 1), 4),
-        "setup_s": round(setup_s, 1),
-        "peak_rss_after_setup_mb": round(setup_rss_mb, 1),
-        "peak_rss_training_mb": None if training_rss_mb is None else round(training_rss_mb, 1),
-        "peak_rss_mb": round(max(setup_rss_mb, peak_rss_mb(), training_rss_mb or 0.0), 1),
-        # Other work on the machine skews a run: the 1-minute load average, before and after.
-        "load_average": [load_before, os.getloadavg()[0] if load_before is not None else None],
-        "threads": torch.get_num_threads(),
-        "interop_threads": torch.get_num_interop_threads(),
+        **measured(timed, wall_s, setup_s, setup_rss_mb, training_rss_mb, load_before),
         "config": {
             **PAPER_ML1M,
             "ft_ratio": config["ft_ratio"],

@@ -22,6 +22,8 @@ from typing import Any
 from .paths import DEFAULT_DB_PATH, DEFAULT_OUTPUT_DIR
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+SPLITS = ("user", "leave-one-out")  # see bert4rec/data.py
+LEAVE_ONE_OUT_MIN_ITEMS = 3  # a title to train on, a validation and a test target
 
 
 def _setting(default: Any, help: str, **extra: Any) -> Any:
@@ -64,6 +66,12 @@ class TrainConfig:
         "Volta and Turing, off on older GPUs (slower there); no effect on cpu or mps",
         on_resume="free",
     )
+    cpu_bf16: bool = _setting(
+        False,
+        "train in bfloat16 mixed precision on a CPU that computes it natively (AVX512-BF16 or "
+        "AMX; float32 elsewhere); evaluation stays float32",
+        on_resume="free",
+    )
     workers: int = _setting(
         0,
         "DataLoader worker processes building batches (0 = in the training process, "
@@ -73,12 +81,28 @@ class TrainConfig:
     threads: int = _setting(
         0, "CPU threads PyTorch may use (0 = its default, one per core)", on_resume="free"
     )
+    length_buckets: bool = _setting(
+        False,
+        "build each batch from sequences of similar length, so almost no time goes into "
+        "padding (which sequences meet in a batch still changes every epoch)",
+    )
     # --- the sequences
+    split: str = _setting(
+        "user",
+        "user: hold out a share of users for validation (the spec's 9:1 split); leave-one-out: "
+        "every user's last title is the test target and the one before it the validation "
+        "target, the rest is trained on (the published benchmarks' protocol)",
+        choices=SPLITS,
+    )
     max_seq_len: int = _setting(200, "most recent titles of each user the model sees")
     min_items: int = _setting(
-        5, "users with fewer watched catalogue titles are left out (and counted)"
+        5,
+        "users with fewer watched catalogue titles are left out (and counted); leave-one-out "
+        "needs at least 3",
     )
-    val_fraction: float = _setting(0.1, "share of users held out for validation (9:1 split)")
+    val_fraction: float = _setting(
+        0.1, "share of users held out for validation (--split user, 9:1)"
+    )
     mask_prob: float = _setting(
         0.15, "share of each training sequence masked (at least one title per sequence)"
     )
@@ -95,6 +119,11 @@ class TrainConfig:
         None, "feed-forward inner size", type=int, shown_default="4 x --hidden, as in BERT"
     )
     dropout: float = _setting(0.1, "dropout on embeddings, attention and feed-forward outputs")
+    popularity_init: bool = _setting(
+        False,
+        "start the output bias at each title's log count in the training data, so training "
+        "starts from the popularity ranking instead of stalling near it",
+    )
     # --- the optimiser
     lr: float = _setting(1e-3, "peak learning rate of AdamW")
     weight_decay: float = _setting(0.01, "AdamW weight decay (weight matrices only)")
@@ -166,6 +195,42 @@ class TrainConfig:
             raise ValueError("--ff-dim must be positive")
         if self.device not in DEVICES:
             raise ValueError(f"--device must be one of {', '.join(DEVICES)}")
+        if self.split not in SPLITS:
+            raise ValueError(f"--split must be one of {', '.join(SPLITS)}")
+        if self.split == "leave-one-out" and self.min_items < LEAVE_ONE_OUT_MIN_ITEMS:
+            raise ValueError(
+                f"--min-items must be at least {LEAVE_ONE_OUT_MIN_ITEMS} with --split "
+                "leave-one-out (a title to train on, a validation and a test target)"
+            )
+
+
+# Named sets of values for the fields above: `train_model.py --preset NAME`. Flags typed beside a
+# preset win over its values; everything a preset leaves out keeps its default.
+PRESETS: dict[str, dict[str, Any]] = {
+    "ml1m": {
+        # The BERT4Rec paper's MovieLens-1M network (Sun et al. 2019).
+        "hidden": 64,
+        "ff_dim": 256,
+        "layers": 2,
+        "heads": 2,
+        "dropout": 0.2,
+        "max_seq_len": 200,
+        "mask_prob": 0.2,
+        # The published full-ranking protocol, on the store bench/movielens.py imports.
+        "split": "leave-one-out",
+        "db": "data/ml1m.db",
+        "output": "output/ml1m",
+        # How we train it, to reach the published quality within an hour on 2 CPU cores
+        # (bench/bench_ml1m.py measures it; bench/results/SPEED.md tells how it was chosen).
+        "epochs": 240,
+        "batch_size": 128,
+        "lr": 4e-3,
+        "popularity_init": True,
+        "length_buckets": True,
+        "cpu_bf16": True,
+        "checkpoint_every": 0,
+    },
+}
 
 
 def _flag(name: str) -> str:
@@ -194,8 +259,16 @@ _METAVARS = {int: "N", float: "X", str: "TEXT"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field. Defaults are SUPPRESSed so the namespace holds only the
-    flags the user typed (resuming needs to know which settings were given again)."""
+    """One flag per TrainConfig field, and --preset. Defaults are SUPPRESSed so the namespace
+    holds only the flags the user typed (resuming needs to know which settings were given
+    again)."""
+    parser.add_argument(
+        "--preset",
+        choices=tuple(PRESETS),
+        default=argparse.SUPPRESS,
+        help="start from a named set of the settings below; flags given beside it win. "
+        + "; ".join(f"{name}: {describe_preset(name)}" for name in PRESETS),
+    )
     for f in fields(TrainConfig):
         default = _default(f)
         meta = f.metadata
@@ -218,9 +291,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def given_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings the user typed on the command line (see add_arguments)."""
+    """The settings the user typed on the command line (see add_arguments), over the values of
+    the --preset given with them."""
     names = {f.name for f in fields(TrainConfig)}
-    return {k: v for k, v in vars(args).items() if k in names}
+    typed = {k: v for k, v in vars(args).items() if k in names}
+    return {**PRESETS.get(getattr(args, "preset", ""), {}), **typed}
+
+
+def describe_preset(name: str) -> str:
+    return " ".join(f"--{_flag(k)} {v}" for k, v in PRESETS[name].items())
 
 
 def from_dict(values: dict[str, Any]) -> TrainConfig:

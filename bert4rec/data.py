@@ -18,11 +18,19 @@ A user's sequence (the watch order)
        Ties are broken by creation time (earlier first, missing last), then by AniList id.
     4. Users left with fewer than --min-items titles are dropped and counted.
 
-Split and masking
-    Users (not interactions) are split 9:1 into training and validation with a fixed seed, so
-    validation users are never seen in training. Each sequence keeps its most recent
-    --max-seq-len titles. Batches are padded on the left to their own longest sequence, so the
-    newest title is always in the last column, where the MASK goes when recommending.
+Splits (--split)
+    user (the spec's): users, not interactions, are split 9:1 into training and validation with
+    a fixed seed, so validation users are never seen in training.
+    leave-one-out (the published benchmarks'): every user takes part; the last title is the
+    test target, the one before it the validation target, the rest is trained on. Validation
+    ranks the second-to-last title from the titles before it, test the last title from all the
+    others, so a hidden target is never in its own input.
+
+Batches and masking
+    Each sequence keeps its most recent --max-seq-len titles. Batches are padded on the left to
+    their own longest sequence, so the newest title is always in the last column, where the MASK
+    goes when recommending. With --length-buckets, a batch is drawn from sequences of similar
+    length, so almost no work goes into padding.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ import os
 import random
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import NamedTuple
 
@@ -43,6 +51,7 @@ import numpy as np
 import torch
 
 from . import db
+from .config import LEAVE_ONE_OUT_MIN_ITEMS, SPLITS
 
 PAD_INDEX = 0
 NUM_SPECIAL_TOKENS = 3  # padding, MASK, reserved: the embedding table has N + 3 rows
@@ -198,11 +207,19 @@ class NextItemCases(NamedTuple):
 
 @dataclass(frozen=True)
 class TrainingData:
+    """The sequences of one split. `train` is what training masks. For the user split,
+    `validation` holds the held-out users' whole sequences and `test` is empty. For
+    leave-one-out, every user is in all three, cut so that the last title of each is the target
+    to rank: `train` ends before the validation target, `validation` ends with it and `test` is
+    the whole sequence, ending with the test target."""
+
     mapping: ItemMapping
     train: list[UserSequence]
     validation: list[UserSequence]
     users_loaded: int
-    users_dropped: int  # fewer than min_items watched catalogue titles
+    users_dropped: int  # too few watched catalogue titles (min_items; 3 for leave-one-out)
+    split: str = "user"
+    test: list[UserSequence] = field(default_factory=list)
 
     @property
     def train_sequences(self) -> list[np.ndarray]:
@@ -212,18 +229,33 @@ class TrainingData:
     def validation_sequences(self) -> list[np.ndarray]:
         return [u.items for u in self.validation]
 
+    @property
+    def validation_cases(self) -> NextItemCases:
+        """Next-title ranking on validation: each validation sequence's last title, hidden."""
+        return hold_out_last(self.validation_sequences)
+
+    @property
+    def test_cases(self) -> NextItemCases | None:
+        """Leave-one-out's test targets (None for the user split, which has no test set)."""
+        return hold_out_last([u.items for u in self.test]) if self.test else None
+
     def fingerprint(self) -> str:
         """Changes when the catalogue, the users or their sequences change (checked on resume)."""
         digest = hashlib.sha256(np.asarray(self.mapping.anime_ids, dtype=np.int64).tobytes())
-        for part in (self.train, self.validation):
+        parts = (
+            (self.train, self.validation, self.test) if self.test else (self.train, self.validation)
+        )
+        for part in parts:  # the user split's fingerprint is what it was before leave-one-out
             for user in part:
                 digest.update(np.int64(user.user_id).tobytes() + user.items.tobytes() + b"|")
             digest.update(b"#")
         return digest.hexdigest()[:16]
 
     def summary(self) -> dict:
-        lengths = [len(u.items) for u in self.train + self.validation]
-        return {
+        whole = self.test if self.test else self.train + self.validation
+        lengths = [len(u.items) for u in whole]
+        summary = {
+            "split": self.split,
             "catalogue_titles": self.mapping.num_items,
             "users_loaded": self.users_loaded,
             "users_dropped_too_few_items": self.users_dropped,
@@ -232,6 +264,9 @@ class TrainingData:
             "interactions": int(sum(lengths)),
             "mean_sequence_length": float(np.mean(lengths)) if lengths else 0.0,
         }
+        if self.test:
+            summary["test_users"] = len(self.test)
+        return summary
 
 
 def hold_out_last(sequences: Sequence[np.ndarray]) -> NextItemCases:
@@ -265,13 +300,36 @@ def split_users(
     return ordered[n_val:], ordered[:n_val]
 
 
+def leave_one_out(
+    users: Sequence[UserSequence],
+) -> tuple[list[UserSequence], list[UserSequence], list[UserSequence]]:
+    """(train, validation, test) of every user: all but the last two titles; all but the last;
+    the whole sequence. Each needs at least 3 titles (one to train on, two targets)."""
+    if any(len(u.items) < LEAVE_ONE_OUT_MIN_ITEMS for u in users):
+        raise ValueError(f"leave-one-out needs {LEAVE_ONE_OUT_MIN_ITEMS} titles per user")
+
+    def cut(user: UserSequence, end: int) -> UserSequence:
+        return UserSequence(user.user_id, user.user_name, user.items[: len(user.items) - end])
+
+    return [cut(u, 2) for u in users], [cut(u, 1) for u in users], list(users)
+
+
 def prepare_training_data(
-    db_path: str | os.PathLike[str], *, min_items: int, val_fraction: float, seed: int
+    db_path: str | os.PathLike[str],
+    *,
+    min_items: int,
+    val_fraction: float,
+    seed: int,
+    split: str = "user",
 ) -> TrainingData:
-    """Read the store and build the mapping, the sequences and the 9:1 user split.
+    """Read the store and build the mapping, the sequences and the split (module docstring).
 
     Raises db.DatabaseError (missing or unreadable file) or DataError, each with what to do.
     """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r} (one of {', '.join(SPLITS)})")
+    if split == "leave-one-out":
+        min_items = max(min_items, LEAVE_ONE_OUT_MIN_ITEMS)
     conn = db.connect(db_path, create=False)
     try:
         catalogue = db.load_catalogue(conn)
@@ -288,14 +346,18 @@ def prepare_training_data(
             f"{db_path} has no users with a loaded anime list. Run load_users.py (2_load_users) "
             "with names in datas_user.txt first."
         )
-    if len(users) < 2:
+    needed = 1 if split == "leave-one-out" else 2  # the user split needs one on each side
+    if len(users) < needed:
         raise DataError(
             f"too few users to split into training and validation: {len(users)} of {loaded} "
             f"loaded users have at least {min_items} watched titles from the catalogue, and "
-            "at least 2 are needed. Load more users (load_users.py) or lower --min-items."
+            f"at least {needed} are needed. Load more users (load_users.py) or lower --min-items."
         )
+    if split == "leave-one-out":
+        train, validation, test = leave_one_out(users)
+        return TrainingData(mapping, train, validation, loaded, dropped, split, test)
     train, validation = split_users(users, val_fraction, seed)
-    return TrainingData(mapping, train, validation, loaded, dropped)
+    return TrainingData(mapping, train, validation, loaded, dropped, split)
 
 
 # --- masked batches ----------------------------------------------------------------------------
@@ -346,6 +408,19 @@ def mask_items(
     return MaskedBatch(torch.from_numpy(inputs), torch.from_numpy(labels))
 
 
+BUCKET_POOL_BATCHES = 16  # length buckets sort pools of this many batches (see below)
+
+
+def sort_in_pools(order: np.ndarray, lengths: np.ndarray, pool: int) -> np.ndarray:
+    """`order` cut into consecutive pools of `pool` sequences, each pool sorted by length
+    (stably, so equal lengths keep their random order). Batches cut from the result hold
+    sequences of similar length, yet which sequences meet in a batch still changes every epoch.
+    On MovieLens-1M (batch 128, pools of 16 batches) 95% of the padded cells are real titles,
+    against 54% for random batches."""
+    pools = [order[start : start + pool] for start in range(0, len(order), pool)]
+    return np.concatenate([p[np.argsort(lengths[p], kind="stable")] for p in pools])
+
+
 class BERT4RecDataset(torch.utils.data.Dataset):
     """The masked batches of one set of users; `dataset[b]` is batch b of the current epoch.
 
@@ -354,6 +429,8 @@ class BERT4RecDataset(torch.utils.data.Dataset):
     (seed, epoch, b). So they are the same with any number of DataLoader workers, a resumed run
     sees exactly the batches an uninterrupted one would, and a validation set (shuffle=False,
     epoch never changed) has the same masks every epoch, which keeps its loss comparable.
+    With length_buckets, batches are made of sequences of similar length (sort_in_pools) and
+    then shuffled, so the padding, and the time spent on it, nearly vanishes.
     Use it with `DataLoader(dataset, batch_size=None)`.
     """
 
@@ -368,10 +445,13 @@ class BERT4RecDataset(torch.utils.data.Dataset):
         mask_index: int,
         seed: int,
         shuffle: bool,
+        length_buckets: bool = False,
     ) -> None:
         self.sequences = [np.asarray(s[-max_seq_len:], dtype=np.int64) for s in sequences]
         if any(((s <= PAD_INDEX) | (s >= mask_index)).any() for s in self.sequences):
             raise ValueError("sequences may hold only item indices 1..N, no padding or tokens")
+        self.lengths = np.array([len(s) for s in self.sequences], dtype=np.int64)
+        self.length_buckets = length_buckets
         self.batch_size = batch_size
         self.mask_prob = mask_prob
         self.last_item_mask_prob = last_item_mask_prob
@@ -390,21 +470,26 @@ class BERT4RecDataset(torch.utils.data.Dataset):
     def num_sequences(self) -> int:
         return len(self.sequences)
 
-    def _order(self) -> np.ndarray:
-        cached = getattr(self, "_order_cache", None)
-        if cached is None or cached[0] != self.epoch:
-            n = len(self.sequences)
-            order = np.arange(n)
-            if self.shuffle:
-                order = np.random.default_rng([self.seed, self.epoch, 0]).permutation(n)
-            cached = self._order_cache = (self.epoch, order)
-        return cached[1]
+    def _batches(self) -> list[np.ndarray]:
+        """This epoch's batches as indices into self.sequences, computed once per epoch."""
+        cached = getattr(self, "_batches_cache", None)
+        if cached is not None and cached[0] == self.epoch:
+            return cached[1]
+        n, size = len(self.sequences), self.batch_size
+        rng = np.random.default_rng([self.seed, self.epoch, 0])
+        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        if self.length_buckets:
+            order = sort_in_pools(order, self.lengths, size * BUCKET_POOL_BATCHES)
+        batches = [order[start : start + size] for start in range(0, n, size)]
+        if self.length_buckets and self.shuffle:  # else short batches would always come first
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        self._batches_cache = (self.epoch, batches)
+        return batches
 
     def __getitem__(self, b: int) -> MaskedBatch:
         if not 0 <= b < len(self):
             raise IndexError(b)
-        chosen = self._order()[b * self.batch_size : (b + 1) * self.batch_size]
-        items = pad_left([self.sequences[i] for i in chosen])
+        items = pad_left([self.sequences[i] for i in self._batches()[b]])
         rng = np.random.default_rng([self.seed, self.epoch, 1, b])
         return mask_items(
             items,

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .data import ItemMapping, NextItemCases, next_item_inputs, seen_items
 
@@ -92,6 +94,50 @@ def ranking_metrics(ranks: torch.Tensor | Sequence[int]) -> dict[str, float]:
     return result
 
 
+class NextItemScores(NamedTuple):
+    """What one pass over next-title cases measures (see score_next_items)."""
+
+    ranks: torch.Tensor  # [cases] 1-based rank, the history's titles excluded
+    loss: float  # mean cross-entropy of the hidden titles over all titles, nothing excluded
+    accuracy: dict[int, float]  # Top-K accuracy of the hidden titles, nothing excluded
+
+
+def score_next_items(
+    cases: NextItemCases,
+    score: Callable[[torch.Tensor], torch.Tensor],
+    mapping: ItemMapping,
+    max_seq_len: int,
+    batch_size: int,
+) -> NextItemScores:
+    """Score every case once. `score` maps [B, L] inputs (history + MASK,
+    data.next_item_inputs) to [B, vocab] scores on the CPU. The ranks exclude each history's
+    titles, padding and the special tokens, whatever the scores say; the loss and the Top-K
+    accuracy are the spec's masked-position measures, with the hidden title as the one mask.
+
+    Cases are scored in order of history length, so that a batch is padded only a little; the
+    results come back in the cases' own order."""
+    not_a_title = torch.ones(mapping.vocab_size, dtype=torch.bool)
+    not_a_title[1 : mapping.num_items + 1] = False
+    lengths = np.array([min(len(h), max_seq_len) for h in cases.histories], dtype=np.int64)
+    by_length = np.argsort(lengths, kind="stable")
+    ranks = torch.zeros(len(by_length), dtype=torch.long)
+    loss_sum = 0.0
+    accuracy = TopKAccuracy(TOP_K)
+    for start in range(0, len(by_length), batch_size):
+        chosen = by_length[start : start + batch_size]
+        histories = [cases.histories[i] for i in chosen]
+        targets = torch.as_tensor(np.asarray(cases.targets)[chosen], dtype=torch.long)
+        inputs = next_item_inputs(histories, mapping.mask_index, max_seq_len)
+        if (inputs == targets[:, None]).any():
+            raise ValueError("a hidden title is in its own input: the evaluation would leak")
+        scores = score(inputs).float()
+        exclude = seen_items(histories, mapping.vocab_size) | not_a_title
+        ranks[torch.from_numpy(chosen)] = target_ranks(scores, targets, exclude)
+        loss_sum += F.cross_entropy(scores, targets, reduction="sum").item()
+        accuracy.update(scores, targets)
+    return NextItemScores(ranks, loss_sum / max(1, len(by_length)), accuracy.result())
+
+
 def rank_next_items(
     cases: NextItemCases,
     score: Callable[[torch.Tensor], torch.Tensor],
@@ -99,21 +145,8 @@ def rank_next_items(
     max_seq_len: int,
     batch_size: int,
 ) -> torch.Tensor:
-    """[cases] 1-based rank of each hidden title. `score` maps [B, L] inputs (history + MASK,
-    data.next_item_inputs) to [B, vocab] scores on the CPU. Each history's titles, padding and
-    the special tokens are excluded, whatever the scores say."""
-    not_a_title = torch.ones(mapping.vocab_size, dtype=torch.bool)
-    not_a_title[1 : mapping.num_items + 1] = False
-    ranks = []
-    for start in range(0, len(cases.targets), batch_size):
-        histories = cases.histories[start : start + batch_size]
-        targets = torch.as_tensor(cases.targets[start : start + batch_size], dtype=torch.long)
-        inputs = next_item_inputs(histories, mapping.mask_index, max_seq_len)
-        if (inputs == targets[:, None]).any():
-            raise ValueError("a hidden title is in its own input: the evaluation would leak")
-        exclude = seen_items(histories, mapping.vocab_size) | not_a_title
-        ranks.append(target_ranks(score(inputs), targets, exclude))
-    return torch.cat(ranks) if ranks else torch.zeros(0, dtype=torch.long)
+    """[cases] 1-based rank of each hidden title (score_next_items), in the cases' order."""
+    return score_next_items(cases, score, mapping, max_seq_len, batch_size).ranks
 
 
 def popularity_scores(
@@ -149,6 +182,11 @@ class History:
     popularity_baseline: dict[str, float] = field(default_factory=dict)  # constant over epochs
     best_epoch: int = 0
     best_val_loss: float | None = None
+    # Leave-one-out only, filled when training ends: the best model (by validation loss) and
+    # the popularity baseline on the test targets.
+    test_ranking: dict[str, float] = field(default_factory=dict)
+    test_popularity_baseline: dict[str, float] = field(default_factory=dict)
+    test_epoch: int = 0
 
     @property
     def epochs_done(self) -> int:

@@ -118,6 +118,16 @@ class BERT4Rec(nn.Module):
             with torch.no_grad():
                 module.weight[module.padding_idx].zero_()
 
+    @torch.no_grad()
+    def start_at_popularity(self, counts: torch.Tensor) -> None:
+        """Set the output bias of each title to log(1 + its count in the training sequences),
+        centred, so that the untrained network already ranks by popularity. Without it the
+        shared item embeddings first learn popularity themselves, all leaning toward one
+        direction, and training can stall near the popularity baseline for many epochs."""
+        titles = slice(1, self.config.num_items + 1)
+        log_counts = torch.log1p(counts[titles].to(self.output_bias.dtype))
+        self.output_bias[titles] = log_counts - log_counts.mean()
+
     def encode(self, items: torch.Tensor) -> torch.Tensor:
         """[B, L] item indices -> [B, L, hidden] contextual states."""
         length = items.shape[1]

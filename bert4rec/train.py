@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import ctypes
 import logging
 import math
+import platform
 import random
 import sys
 import time
@@ -47,6 +49,13 @@ RANKING_PROTOCOL = (
     "next-title ranking on validation users: each user's last title is hidden and replaced by "
     "MASK, the whole catalogue is ranked (full ranking, no sampled negatives) with the user's "
     "other titles excluded; ties count against the hidden title"
+)
+LEAVE_ONE_OUT_PROTOCOL = (
+    "leave-one-out over all users: the last title of each user is the test target, the one "
+    "before it the validation target, the rest is trained on; the target is replaced by MASK "
+    "after the titles before it, the whole catalogue is ranked (full ranking, no sampled "
+    "negatives) with the user's other titles excluded; ties count against the target. Test "
+    "figures are of the model with the best validation loss"
 )
 
 
@@ -116,10 +125,35 @@ def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | N
     return torch.bfloat16 if major >= 8 else torch.float16 if major >= 7 else None
 
 
+def training_autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The training steps' mixed precision: --amp's on CUDA; with --cpu-bf16, bf16 on a CPU that
+    computes it natively (elsewhere it is emulated, and slower than float32). Evaluation keeps
+    autocast_dtype, float32 on the CPU, so that rankings see no bf16 ties."""
+    if device.type == "cpu" and config.cpu_bf16 and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16
+    return autocast_dtype(config, device)
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def keep_freed_memory() -> bool:
+    """Have glibc keep freed memory for the next allocation instead of handing it back.
+
+    A training step allocates and frees the same large activations every time (attention
+    weights and dropout masks of tens of MB). glibc serves blocks that large with mmap and
+    unmaps them when freed, so every step faults in and zeroes fresh pages again: on the 2-core
+    benchmark machine that was a third of a CPU training step (bench/results/SPEED.md). Raising
+    the mmap and trim thresholds keeps the memory in the heap for reuse. Linux with glibc only;
+    True when applied."""
+    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(None)
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    return bool(libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 1 << 30))
 
 
 def seed_everything(seed: int) -> None:
@@ -176,16 +210,20 @@ def make_loader(dataset: BERT4RecDataset, config: TrainConfig, device: torch.dev
 
 def make_datasets(
     config: TrainConfig, training: TrainingData
-) -> tuple[BERT4RecDataset, BERT4RecDataset]:
-    """(training batches, reshuffled and remasked each epoch; validation batches, fixed)."""
+) -> tuple[BERT4RecDataset, BERT4RecDataset | None]:
+    """(training batches, reshuffled and remasked each epoch; validation batches, fixed, or
+    None for leave-one-out, whose validation is the next-title ranking alone)."""
     common = {
         "max_seq_len": config.max_seq_len,
         "batch_size": config.batch_size,
         "mask_prob": config.mask_prob,
         "last_item_mask_prob": config.last_item_mask_prob,
         "mask_index": training.mapping.mask_index,
+        "length_buckets": config.length_buckets,
     }
     train_set = BERT4RecDataset(training.train_sequences, seed=config.seed, shuffle=True, **common)
+    if config.split == "leave-one-out":
+        return train_set, None
     val_set = BERT4RecDataset(
         training.validation_sequences, seed=config.seed + 1, shuffle=False, **common
     )
@@ -333,6 +371,39 @@ def evaluate_next_item(
     return metrics.ranking_metrics(distributed.rank_in_shares(cases, rank))  # [distributed]
 
 
+@torch.no_grad()
+def validate_next_item(run: Run, cases: data.NextItemCases) -> tuple[PhaseResult, dict[str, float]]:
+    """Leave-one-out validation in one pass over the validation targets: the loss and Top-K
+    accuracy of the spec (the hidden target as the one masked title) and the ranking."""
+    run.model.eval()
+    started = time.perf_counter()
+
+    def score(inputs: torch.Tensor) -> torch.Tensor:  # float32, as in evaluate_next_item
+        return run.model.next_item_logits(inputs.to(run.device)).float().cpu()
+
+    scored = metrics.score_next_items(
+        cases, score, run.training.mapping, run.config.max_seq_len, run.config.batch_size
+    )
+    seconds = time.perf_counter() - started
+    phase = PhaseResult(scored.loss, scored.accuracy, len(cases.targets), seconds)
+    return phase, metrics.ranking_metrics(scored.ranks)
+
+
+def test_best_model(run: Run) -> None:
+    """Leave-one-out: rank the test targets with best_model.pth (chosen on validation alone)."""
+    cases = run.training.test_cases
+    best = checkpoint.load(run.paths.models / "best_model.pth", kind="model")
+    run.model.load_state_dict(best["model_state"])
+    _, run.history.test_ranking = validate_next_item(run, cases)
+    run.history.test_epoch = best["epoch"]
+    run.history.test_popularity_baseline = popularity_baseline(run.training, cases, run.config)
+    log.info(
+        f"\nTest (leave-one-out, {len(cases.targets)} users, full ranking, best model of epoch "
+        f"{best['epoch']}): {_format_ranking(run.history.test_ranking)}  (popularity "
+        f"{_format_ranking(run.history.test_popularity_baseline)})"
+    )
+
+
 def popularity_baseline(training: TrainingData, cases: data.NextItemCases, config: TrainConfig):
     popularity = metrics.popularity_scores(
         training.train_sequences, training.mapping.vocab_size, training.mapping.num_items
@@ -411,16 +482,19 @@ class Run:
     scaler: torch.amp.GradScaler
     train_set: BERT4RecDataset
     train_loader: DataLoader
-    val_loader: DataLoader
+    val_loader: DataLoader | None  # None for leave-one-out (validate_next_item)
     history: History
     start_epoch: int = 1
+    train_amp_dtype: torch.dtype | None = None  # the training steps' (training_autocast_dtype)
 
     @property
     def report(self) -> dict:
         """What training_metrics.json says besides the per-epoch series."""
         return {
             "data": self.training.summary(),
-            "ranking_protocol": RANKING_PROTOCOL,
+            "ranking_protocol": (
+                LEAVE_ONE_OUT_PROTOCOL if self.config.split == "leave-one-out" else RANKING_PROTOCOL
+            ),
             "device": str(self.device),
             "processes": distributed.world_size(),
         }
@@ -481,15 +555,28 @@ def start_run(config: TrainConfig, paths: OutputPaths) -> Run:
     if config.threads:
         torch.set_num_threads(config.threads)
     device = distributed.device_for_rank(select_device(config))  # [distributed] cuda:LOCAL_RANK
+    if device.type == "cpu":
+        keep_freed_memory()
     amp_dtype = autocast_dtype(config, device)
+    train_amp_dtype = training_autocast_dtype(config, device)
     log.info(f"Device: {device}" + (f" (mixed precision {amp_dtype})" if amp_dtype else ""))
     if distributed.world_size() > 1:  # [distributed]
         log.info(
             f"Distributed: {distributed.world_size()} processes share each batch of "
             f"{config.batch_size} users"
         )
+    if device.type == "cpu" and config.cpu_bf16:
+        log.info(
+            "Training steps in bfloat16 mixed precision (evaluation in float32)"
+            if train_amp_dtype
+            else "--cpu-bf16: this CPU has no native bfloat16; training in float32"
+        )
     training = data.prepare_training_data(
-        config.db, min_items=config.min_items, val_fraction=config.val_fraction, seed=config.seed
+        config.db,
+        min_items=config.min_items,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+        split=config.split,
     )
     log_data_summary(config, training.summary())
     resumed = checkpoint.load(config.resume, kind="training") if config.resume else None
@@ -502,7 +589,13 @@ def start_run(config: TrainConfig, paths: OutputPaths) -> Run:
         )
 
     seed_everything(config.seed)
-    model = BERT4Rec(model_config_for(config, training.mapping.num_items)).to(device)
+    model = BERT4Rec(model_config_for(config, training.mapping.num_items))
+    if config.popularity_init:
+        counts = np.bincount(
+            np.concatenate(training.train_sequences), minlength=training.mapping.vocab_size
+        )
+        model.start_at_popularity(torch.from_numpy(counts))
+    model = model.to(device)
     train_set, val_set = make_datasets(config, training)
     optimizer = torch.optim.AdamW(optimizer_groups(model, config.weight_decay), lr=config.lr)
     run = Run(
@@ -511,7 +604,7 @@ def start_run(config: TrainConfig, paths: OutputPaths) -> Run:
         device=device,
         amp_dtype=amp_dtype,
         training=training,
-        cases=data.hold_out_last(training.validation_sequences),
+        cases=training.validation_cases,
         model=model,
         parallel_model=distributed.wrap_model(model, device),  # [distributed]
         optimizer=optimizer,
@@ -519,8 +612,11 @@ def start_run(config: TrainConfig, paths: OutputPaths) -> Run:
         scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
         train_set=train_set,
         train_loader=make_loader(distributed.share(train_set), config, device),  # [distributed]
-        val_loader=make_loader(distributed.share(val_set), config, device),
+        val_loader=None
+        if val_set is None
+        else make_loader(distributed.share(val_set), config, device),
         history=History(),
+        train_amp_dtype=train_amp_dtype,
     )
     if resumed is not None:
         run.restore(resumed)
@@ -562,6 +658,8 @@ def train_epochs(run: Run) -> History:
 
     if distributed.is_main_process():  # [distributed]
         checkpoint.save(run.model_file(history.epochs_done), run.paths.models / "final_model.pth")
+        if run.training.test_cases is not None:
+            test_best_model(run)
         plots.write_all(history, run.paths.plots, run.report)
     log.info(
         f"\nTraining finished after {history.epochs_done} epochs. Best validation loss "
@@ -582,7 +680,7 @@ def train_one_epoch(run: Run, epoch: int, step: Any) -> bool:
         run.parallel_model,
         run.train_loader,
         run.device,
-        run.amp_dtype,
+        run.train_amp_dtype,
         description="Training",
         step=step,
     )
@@ -591,12 +689,19 @@ def train_one_epoch(run: Run, epoch: int, step: Any) -> bool:
         f"  Train speed: {trained.sequences_per_second:.1f} sequences/s ({trained.seconds:.2f} s)"
     )
     stop_if_not_finite("training", trained.loss, epoch, run)
-    validated = run_epoch(
-        run.model, run.val_loader, run.device, run.amp_dtype, description="Validation"
-    )
+    if run.val_loader is None:  # leave-one-out: loss, Top-K and ranking in one pass
+        validated, ranking = validate_next_item(run, run.cases)
+    else:
+        validated = run_epoch(
+            run.model, run.val_loader, run.device, run.amp_dtype, description="Validation"
+        )
+        ranking = None
     log_phase("Val", validated)
     stop_if_not_finite("validation", validated.loss, epoch, run)
-    ranking = evaluate_next_item(run.model, run.cases, run.training.mapping, run.config, run.device)
+    if ranking is None:
+        ranking = evaluate_next_item(
+            run.model, run.cases, run.training.mapping, run.config, run.device
+        )
     log.info(
         f"  Val next-title ranking ({len(run.cases.targets)} users, full ranking): "
         f"{_format_ranking(ranking)}  (popularity HR@10 "

@@ -59,3 +59,26 @@ def test_what_may_change_on_resume():
 def test_impossible_settings_name_their_flag(changes, message):
     with pytest.raises(ValueError, match=message):
         replace(TrainConfig(), **changes).validate()
+
+
+def test_the_ml1m_preset_is_the_papers_network_and_typed_flags_win():
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    given = config.given_settings(parser.parse_args(["--preset", "ml1m", "--epochs", "3"]))
+    c = config.from_dict(given)
+    c.validate()
+    paper = (c.hidden, c.resolved_ff_dim, c.layers, c.heads, c.dropout, c.max_seq_len, c.mask_prob)
+    assert paper == (64, 256, 2, 2, 0.2, 200, 0.2)
+    assert c.split == "leave-one-out" and c.db == "data/ml1m.db" and c.epochs == 3
+    names = {f.name for f in fields(TrainConfig)}
+    for name, values in config.PRESETS.items():
+        assert set(values) <= names, name  # a preset is values of the same fields, nothing else
+        assert config.describe_preset(name).startswith("--")
+
+
+def test_split_choice_and_its_minimum():
+    assert TrainConfig().split == "user"  # the spec's 9:1 user split stays the default
+    with pytest.raises(ValueError, match="--min-items"):
+        replace(TrainConfig(), split="leave-one-out", min_items=2).validate()
+    with pytest.raises(ValueError, match="--split"):
+        replace(TrainConfig(), split="random").validate()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -267,3 +268,92 @@ def test_encode_history_of_a_new_user():
     assert encoded.unknown == [999]
     inputs = data.next_item_inputs([encoded.items], MAPPING.mask_index, max_seq_len=200)
     assert inputs.tolist() == [[1, 3, 5, MAPPING.mask_index]]
+
+
+# --- leave-one-out and length buckets ------------------------------------------------------------
+
+
+def _dated(ids):
+    return [E(a, completed_at=f"2020-01-{i + 1:02d}") for i, a in enumerate(ids)]
+
+
+def test_leave_one_out_cuts_every_user_three_ways_and_never_leaks(tmp_path):
+    lists = {1: _dated((10, 20, 30, 40, 50)), 2: _dated((50, 40, 30)), 3: _dated((20, 10))}
+    path = _store(tmp_path, lists)
+    loo = data.prepare_training_data(
+        path, min_items=2, val_fraction=0.1, seed=0, split="leave-one-out"
+    )
+    # Every user with 3 titles or more is in all three parts; a 2-title user is left out
+    # (counted), whatever --min-items says: leave-one-out needs a title to train on.
+    assert (loo.users_loaded, loo.users_dropped) == (3, 1)
+    by_user = {u.user_id: u.items.tolist() for u in loo.test}
+    assert by_user == {1: [1, 2, 3, 4, 5], 2: [5, 4, 3]}
+    assert [u.items.tolist() for u in loo.train] == [[1, 2, 3], [5]]
+    assert [u.items.tolist() for u in loo.validation] == [[1, 2, 3, 4], [5, 4]]
+    val, test = loo.validation_cases, loo.test_cases
+    assert val.targets.tolist() == [4, 4] and test.targets.tolist() == [5, 3]
+    assert [h.tolist() for h in val.histories] == [[1, 2, 3], [5]]
+    assert [h.tolist() for h in test.histories] == [[1, 2, 3, 4], [5, 4]]
+    for cases in (val, test):
+        for history, target in zip(cases.histories, cases.targets):
+            assert target not in history  # the hidden target is never in its own input
+    for train, target in zip(loo.train_sequences, val.targets):
+        assert target not in train and test.targets[0] not in loo.train_sequences[0]
+    summary = loo.summary()
+    assert summary["split"] == "leave-one-out" and summary["test_users"] == 2
+    assert summary["interactions"] == 8  # each title counted once, not once per part
+
+
+def test_leave_one_out_of_a_single_user_and_of_nobody_long_enough(tmp_path):
+    one = _store(tmp_path, {1: _dated((10, 20, 30))})
+    loo = data.prepare_training_data(
+        one, min_items=3, val_fraction=0.1, seed=0, split="leave-one-out"
+    )
+    assert len(loo.test) == 1  # the user split would need two users
+    (tmp_path / "short").mkdir()
+    short = _store(tmp_path / "short", {1: _dated((10, 20)), 2: _dated((30,))})
+    with pytest.raises(data.DataError, match="at least 3 watched"):
+        data.prepare_training_data(
+            short, min_items=2, val_fraction=0.1, seed=0, split="leave-one-out"
+        )
+
+
+def test_the_user_split_is_unchanged_by_the_split_setting(tmp_path):
+    lists = {u: _dated((10, 20, 30, 40, 50)[: 2 + u % 4]) for u in range(1, 31)}
+    path = _store(tmp_path, lists)
+    before = data.prepare_training_data(path, min_items=2, val_fraction=0.2, seed=3)
+    user = data.prepare_training_data(path, min_items=2, val_fraction=0.2, seed=3, split="user")
+    assert user.fingerprint() == before.fingerprint() and user.summary() == before.summary()
+    assert user.test == [] and user.test_cases is None
+    # The fingerprint of a user split is what it was before leave-one-out existed (so older
+    # checkpoints still resume): sha256 over the catalogue, then each part.
+    digest = hashlib.sha256(np.asarray(user.mapping.anime_ids, dtype=np.int64).tobytes())
+    for part in (user.train, user.validation):
+        for u in part:
+            digest.update(np.int64(u.user_id).tobytes() + u.items.tobytes() + b"|")
+        digest.update(b"#")
+    assert user.fingerprint() == digest.hexdigest()[:16]
+    assert user.validation_cases.targets.tolist() == [u.items[-1] for u in user.validation]
+
+
+def test_length_buckets_group_similar_lengths_and_still_shuffle():
+    rng = np.random.default_rng(1)
+    sequences = [np.arange(1, 2 + rng.integers(0, 60)) for _ in range(300)]
+    kw = {"batch_size": 10, "max_seq_len": 80, "mask_prob": 0.2}
+    plain, buckets = _dataset(sequences, **kw), _dataset(sequences, length_buckets=True, **kw)
+
+    def padding_share(ds):
+        cells = real = 0
+        for inputs, _ in ds:
+            cells, real = cells + inputs.numel(), real + int((inputs != 0).sum())
+        return 1 - real / cells
+
+    assert padding_share(buckets) < 0.1 < 0.3 < padding_share(plain)
+    seen = np.concatenate([ds_batch for ds_batch in buckets._batches()])
+    assert sorted(seen.tolist()) == list(range(300))  # every sequence once per epoch
+    first = [b.tolist() for b in buckets._batches()]
+    buckets.set_epoch(1)
+    assert [b.tolist() for b in buckets._batches()] != first  # a new draw every epoch
+    again = _dataset(sequences, length_buckets=True, **kw)
+    again.set_epoch(1)
+    assert all(torch.equal(a.inputs, b.inputs) for a, b in zip(again, buckets))

@@ -109,3 +109,25 @@ def test_history_records_one_value_per_epoch_and_the_best():
         {**history.to_dict(), "train_accuracies": {"1": [0.5] * 3, "5": [], "10": [], "20": []}}
     )
     assert restored.train_accuracies[1] == [0.5] * 3
+
+
+def test_score_next_items_sorts_by_length_but_answers_in_case_order():
+    mapping = ItemMapping(tuple(range(11, 21)))
+    histories = [np.array([1, 2, 3, 4, 5]), np.array([6]), np.array([7, 8, 9])]
+    cases = metrics.NextItemCases(histories, np.array([6, 7, 10]))
+    widths = []
+
+    def score(inputs):
+        widths.append(inputs.shape[1])
+        # Titles score by index (10 best); padding and tokens -inf, as the model gives them.
+        scores = torch.arange(mapping.vocab_size, dtype=torch.float).repeat(len(inputs), 1)
+        scores[:, 0] = scores[:, mapping.num_items + 1 :] = float("-inf")
+        return scores
+
+    scored = metrics.score_next_items(cases, score, mapping, max_seq_len=10, batch_size=1)
+    assert widths == [2, 4, 6]  # shortest history first
+    # Target 6 after 10, 9, 8, 7 (1..5 seen); 7 after 10, 9, 8 (6 seen); 10 first.
+    assert scored.ranks.tolist() == [5, 4, 1]
+    assert scored.ranks.tolist() == metrics.rank_next_items(cases, score, mapping, 10, 2).tolist()
+    assert scored.accuracy[1] == pytest.approx(1 / 3)  # only target 10 is the top title
+    assert scored.loss > 0

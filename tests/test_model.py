@@ -98,3 +98,18 @@ def test_mismatched_mapping_is_refused(tmp_path):
     checkpoint.save(payload, tmp_path / "m.pth")
     with pytest.raises(checkpoint.CheckpointError, match="usable model"):
         checkpoint.load_model(tmp_path / "m.pth")
+
+
+def test_start_at_popularity_ranks_by_training_counts():
+    model = tiny_model().eval()
+    counts = torch.zeros(NUM_ITEMS + 3, dtype=torch.long)
+    counts[1 : NUM_ITEMS + 1] = 2 ** torch.arange(NUM_ITEMS, 0, -1)  # title 1 most watched
+    counts[5] = 2**40
+    model.start_at_popularity(counts)
+    bias = model.output_bias[1 : NUM_ITEMS + 1]
+    assert abs(bias.mean().item()) < 1e-5  # centred: only the differences matter
+    assert model.output_bias[0] == 0 and model.output_bias[MASK] == 0  # tokens untouched
+    with torch.no_grad():
+        logits = model.next_item_logits(torch.tensor([[3, 4, MASK]]))[0]
+    # The embeddings are still tiny, so the bias decides: the most watched titles come first.
+    assert logits.topk(3).indices.tolist() == [5, 1, 2]

@@ -408,3 +408,32 @@ def test_worker_processes_change_nothing(planted_db, tmp_path):
     ]
     assert runs[0].train_losses == runs[1].train_losses
     assert runs[0].val_ranking == runs[1].val_ranking
+
+
+def test_leave_one_out_validates_each_epoch_and_tests_the_best_model(planted_db, tmp_path):
+    config = tiny_config(
+        planted_db, tmp_path, epochs=20, split="leave-one-out", length_buckets=True
+    )
+    history = training.train(config)
+    record = read_metrics(tmp_path)
+    assert record["data"]["split"] == "leave-one-out" and record["data"]["test_users"] == 200
+    assert record["data"]["train_users"] == record["data"]["validation_users"] == 200
+    assert record["ranking_protocol"].startswith("leave-one-out")
+    assert len(history.val_ranking["NDCG@10"]) == 20 and len(history.val_losses) == 20
+    assert history.test_epoch == history.best_epoch
+    assert set(history.test_ranking) == set(metrics.RANKING_METRICS)
+    assert record["test_ranking"] == history.test_ranking
+    # The planted chains are learned: the test targets rank far above popularity's.
+    assert history.test_ranking["HR@10"] > history.test_popularity_baseline["HR@10"] + 0.2
+    log = (tmp_path / "logs/training.log").read_text(encoding="utf-8")
+    assert "Test (leave-one-out, 200 users, full ranking" in log
+
+
+def test_cpu_bf16_covers_the_training_steps_only():
+    cpu = torch.device("cpu")
+    plain = TrainConfig()
+    assert training.training_autocast_dtype(plain, cpu) is None
+    bf16 = replace(plain, cpu_bf16=True)
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert training.training_autocast_dtype(bf16, cpu) == (torch.bfloat16 if native else None)
+    assert training.autocast_dtype(bf16, cpu) is None  # evaluation stays float32 on the CPU

@@ -1,0 +1,56 @@
+"""The MovieLens benchmarks' own code (bench_ml1m.py, ours_worker.py) on a small planted store.
+
+CI never runs the benchmarks themselves (they take an hour); these check that they run through
+the project's trainer and report what they promise."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import run_script
+from matplotlib.image import imread
+from planted import make_store
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return make_store(tmp_path_factory.mktemp("store") / "bert.db", users=120)
+
+
+def test_bench_ml1m_trains_the_preset_and_writes_its_results(store, tmp_path):
+    results, plot = tmp_path / "ml1m.json", tmp_path / "ml1m.png"
+    done = run_script(
+        "bench/bench_ml1m.py",
+        *("--db", str(store), "--output", str(tmp_path / "out"), "--epochs", "3"),
+        *("--threads", "1", "--json", str(results), "--plot", str(plot)),
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads(results.read_text(encoding="utf-8"))
+    assert set(record["test"]) >= {"NDCG@10", "HR@10", "MRR"}
+    assert record["protocol"].startswith("leave-one-out")
+    assert record["config"]["hidden"] == 64 and record["config"]["split"] == "leave-one-out"
+    assert [p["epoch"] for p in record["curve"]] == [1, 2, 3]
+    seconds = [p["seconds"] for p in record["curve"]]
+    assert seconds == sorted(seconds) and seconds[-1] <= record["wall_s"]
+    assert record["sequences_per_s"] > 0 and record["peak_rss_mb"] > 0
+    assert set(record["goals_met"]) == {"NDCG@10", "HR@10", "training_minutes"}
+    assert imread(plot).ndim == 3
+    assert "NDCG@10" in done.stdout and "published" in done.stdout
+
+
+def test_ours_worker_times_a_number_of_sequences(store):
+    done = run_script(
+        "bench/ours_worker.py",
+        *("--db", str(store), "--sequences", "40", "--batch-size", "8"),
+        *("--warmup-batches", "1", "--threads", "1"),
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["implementation"] == "ours" and result["sequences"] == 40
+    assert result["batches"] == 5 and result["warmup_batches"] == 1
+    assert result["sequences_per_s"] > 0 and result["tokens_per_s"] > result["sequences_per_s"]
+    assert result["peak_rss_mb"] >= result["peak_rss_after_setup_mb"] > 0
+    assert result["config"]["split"] == "leave-one-out" and result["threads"] == 1
