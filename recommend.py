@@ -298,4 +298,4 @@ def recommend_for_all(
 
 if __name__ == "__main__":
     arguments = parse_args()
-    sys.exit(cli.run(lambda: main(arguments), arguments))
+    sys.exit(cli.run(lambda: main(arguments), arguments, kept=cli.READ_ONLY))

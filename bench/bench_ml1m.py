@@ -3,7 +3,7 @@
 Trains with `train_model.py --preset ml1m` through the project's own code (bert4rec.train.train)
 on the MovieLens store of bench/movielens.py (imported first if missing), then prints and writes
 bench/results/ml1m.json: test NDCG@10, HR@10 and MRR (leave-one-out, full ranking, the user's
-other titles excluded, the model with the best validation loss), the protocol, wall time,
+other titles excluded, best_model.pth as the preset picks it), the protocol, wall time,
 training sequences per second, peak memory, versions, the machine and its load, and validation
 NDCG@10 after every epoch against the training time, drawn in
 bench/results/ml1m_ndcg_vs_time.png.
@@ -138,8 +138,9 @@ def print_summary(result: dict) -> None:
         return "met" if met[name] else "NOT met"
 
     print(
-        f"\nMovieLens-1M, leave-one-out, full ranking, test (best model by validation loss: "
-        f"epoch {result['test_model_epoch']} of {result['epochs']}):"
+        f"\nMovieLens-1M, leave-one-out, full ranking, test (best model by "
+        f"{result['config']['select_by']}: epoch {result['test_model_epoch']} of "
+        f"{result['epochs']}):"
     )
     print(f"  NDCG@10 {test['NDCG@10']:.4f} (goal >= {GOALS['NDCG@10']}: {verdict('NDCG@10')})")
     print(f"  HR@10   {test['HR@10']:.4f} (goal >= {GOALS['HR@10']}: {verdict('HR@10')})")

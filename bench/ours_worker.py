@@ -70,7 +70,12 @@ def measure(args: argparse.Namespace) -> dict:
         "threads": args.threads,
         "seed": args.seed,
         "checkpoint_every": 0,
+        "cpu_bf16": config_module.PRESETS["ml1m"]["cpu_bf16"] and not args.float32,
+        "length_buckets": config_module.PRESETS["ml1m"]["length_buckets"] and not args.no_buckets,
+        "compile": args.compile,
     }
+    if args.no_keep_freed_memory:  # glibc's defaults: large blocks unmapped when freed
+        train.keep_freed_memory = lambda: False
     with tempfile.TemporaryDirectory() as output:
         config = replace(config_module.from_dict(settings), output=output)
         config.validate()
@@ -86,14 +91,24 @@ def measure(args: argparse.Namespace) -> dict:
         device, amp = run.device, run.train_amp_dtype
         warmup = Batches(run, args.warmup_batches * args.batch_size, first_epoch=0)
         if args.warmup_batches:
-            train.run_epoch(run.model, warmup, device, amp, description="Warm-up", step=step)
+            train.run_epoch(
+                run.parallel_model, warmup, device, amp, description="Warm-up", step=step
+            )
         timed = Batches(run, args.sequences, first_epoch=1)
         tick = time.perf_counter()
-        result = train.run_epoch(run.model, timed, device, amp, description="Timed", step=step)
+        result = train.run_epoch(
+            run.parallel_model, timed, device, amp, description="Timed", step=step
+        )
         wall_s = time.perf_counter() - tick
     training_rss_mb = vm_hwm_mb() if training_peak_measured else None
     return {
         "implementation": "ours",
+        "training_precision": str(amp).removeprefix("torch.") if amp else "float32",
+        "variant": {
+            "length_buckets": config.length_buckets,
+            "keep_freed_memory": not args.no_keep_freed_memory,
+            "compile": config.compile,
+        },
         "model": "BERT4Rec",
         "sample_definition": (
             "one user's training history (up to 200 titles before the validation target), "
@@ -121,6 +136,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup-batches", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument(
+        "--float32",
+        action="store_true",
+        help="train in float32 even where the preset trains in bfloat16 (--cpu-bf16)",
+    )
+    parser.add_argument(
+        "--no-buckets", action="store_true", help="batches of random lengths (no --length-buckets)"
+    )
+    parser.add_argument(
+        "--no-keep-freed-memory",
+        action="store_true",
+        help="leave glibc's malloc thresholds alone (train.keep_freed_memory off)",
+    )
+    parser.add_argument("--compile", action="store_true", help="train with --compile")
     args = parser.parse_args(argv)
     print(json.dumps(measure(args)), flush=True)
     return 0

@@ -27,6 +27,13 @@ from . import files
 from .data import ItemMapping
 from .model import BERT4Rec, ModelConfig
 
+# The output/models/ files, named once: train.py writes them, recommend.py finds them.
+BEST_MODEL_FILE = "best_model.pth"  # the best epoch (--select-by): the one to use
+FINAL_MODEL_FILE = "final_model.pth"  # the last epoch
+MAPPING_JSON_FILE = "item_mappings.json"  # what loaders read
+MAPPING_PICKLE_FILE = "item_mappings.pkl"  # the spec's format
+TRAINING_CONFIG_FILE = "training_config.json"
+
 CHECKPOINT_FORMAT = "bert4rec-checkpoint"
 CHECKPOINT_VERSION = 1
 

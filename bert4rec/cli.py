@@ -37,6 +37,7 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 KEPT = "Everything stored so far is kept; run the same command again to carry on."
+READ_ONLY = "Nothing was changed; run the same command again."  # for scripts that store nothing
 
 
 def positive_int(text: str) -> int:
@@ -135,18 +136,19 @@ def error(message: str) -> None:
     say(f"error: {message}")
 
 
-def run(main: Callable[[], int], args: argparse.Namespace) -> int:
-    """Run a script's `main`, turning every expected failure into a message and an exit code."""
+def run(main: Callable[[], int], args: argparse.Namespace, *, kept: str = KEPT) -> int:
+    """Run a script's `main`, turning every expected failure into a message and an exit code.
+    `kept` ends the messages of failures that leave the store as it was."""
     try:
         return main()
     except KeyboardInterrupt:
-        error(f"interrupted. {KEPT}")
+        error(f"interrupted. {kept}")
         return EXIT_INTERRUPTED
     except (db.DatabaseError, UserFileError, MissingCatalogue) as exc:
         error(str(exc))
         return EXIT_BAD_INPUT
     except sqlite3.Error as exc:
-        error(f"database problem with {args.db}: {exc}. {KEPT}")
+        error(f"database problem with {args.db}: {exc}. {kept}")
         return EXIT_FAILED
     except ApiUnavailable as exc:
         error(
@@ -158,11 +160,11 @@ def run(main: Callable[[], int], args: argparse.Namespace) -> int:
     except ApiUnreachable as exc:
         error(
             f"cannot reach the AniList API at {api_url(args)}: {exc}.\nCheck the internet "
-            f"connection (proxy, firewall), or --api-url / ${paths.API_URL_ENV}. {KEPT}"
+            f"connection (proxy, firewall), or --api-url / ${paths.API_URL_ENV}. {kept}"
         )
         return EXIT_FAILED
     except (RetriesExhausted, StageStopped) as exc:
-        error(f"AniList is not answering properly at {api_url(args)}: {exc}.\n{KEPT}")
+        error(f"AniList is not answering properly at {api_url(args)}: {exc}.\n{kept}")
         return EXIT_FAILED
     except RequestRejected as exc:
         error(

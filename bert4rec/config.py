@@ -23,6 +23,7 @@ from .paths import DEFAULT_DB_PATH, DEFAULT_OUTPUT_DIR
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 SPLITS = ("user", "leave-one-out")  # see bert4rec/data.py
+SELECTIONS = ("val-loss", "NDCG@10")  # see metrics.History.record_epoch
 LEAVE_ONE_OUT_MIN_ITEMS = 3  # a title to train on, a validation and a test target
 
 
@@ -80,6 +81,12 @@ class TrainConfig:
     )
     threads: int = _setting(
         0, "CPU threads PyTorch may use (0 = its default, one per core)", on_resume="free"
+    )
+    compile: bool = _setting(
+        False,
+        "compile the training steps with torch.compile (needs a C++ compiler on the CPU; the "
+        "first batches are slow while it compiles); evaluation runs uncompiled",
+        on_resume="free",
     )
     length_buckets: bool = _setting(
         False,
@@ -141,9 +148,15 @@ class TrainConfig:
         "save output/checkpoints/checkpoint_epoch_N.pth every N epochs (0 = never)",
         on_resume="free",
     )
+    select_by: str = _setting(
+        "val-loss",
+        "what makes an epoch the best one, kept as best_model.pth: the lowest validation loss, "
+        "or the highest validation NDCG@10 of next-title ranking (what the benchmarks report)",
+        choices=SELECTIONS,
+    )
     patience: int = _setting(
         0,
-        "stop when the validation loss has not improved for this many epochs "
+        "stop when the --select-by figure has not improved for this many epochs "
         "(0 = off: train all --epochs; best_model.pth keeps the best epoch anyway)",
         on_resume="free",
     )
@@ -195,6 +208,8 @@ class TrainConfig:
             raise ValueError("--ff-dim must be positive")
         if self.device not in DEVICES:
             raise ValueError(f"--device must be one of {', '.join(DEVICES)}")
+        if self.select_by not in SELECTIONS:
+            raise ValueError(f"--select-by must be one of {', '.join(SELECTIONS)}")
         if self.split not in SPLITS:
             raise ValueError(f"--split must be one of {', '.join(SPLITS)}")
         if self.split == "leave-one-out" and self.min_items < LEAVE_ONE_OUT_MIN_ITEMS:
@@ -221,7 +236,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "db": "data/ml1m.db",
         "output": "output/ml1m",
         # How we train it, to reach the published quality within an hour on 2 CPU cores
-        # (bench/bench_ml1m.py measures it; bench/results/SPEED.md tells how it was chosen).
+        # (bench/bench_ml1m.py measures it; README, "Performance", tells how it was chosen).
         "epochs": 240,
         "batch_size": 128,
         "lr": 4e-3,
@@ -229,6 +244,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "length_buckets": True,
         "cpu_bf16": True,
         "checkpoint_every": 0,
+        # The validation loss bottoms out long before the ranking stops improving.
+        "select_by": "NDCG@10",
     },
 }
 

@@ -181,8 +181,10 @@ class History:
     learning_rates: list[float] = field(default_factory=list)
     popularity_baseline: dict[str, float] = field(default_factory=dict)  # constant over epochs
     best_epoch: int = 0
-    best_val_loss: float | None = None
-    # Leave-one-out only, filled when training ends: the best model (by validation loss) and
+    best_val_loss: float | None = None  # the best epoch's
+    select_by: str = "val-loss"  # what chose best_epoch (config.SELECTIONS)
+    best_score: float | None = None  # the best epoch's figure of select_by
+    # Leave-one-out only, filled when training ends: the best model (best_model.pth) and
     # the popularity baseline on the test targets.
     test_ranking: dict[str, float] = field(default_factory=dict)
     test_popularity_baseline: dict[str, float] = field(default_factory=dict)
@@ -203,8 +205,10 @@ class History:
         sequences_per_second: float,
         seconds: float,
         learning_rate: float,
+        select_by: str = "val-loss",
     ) -> bool:
-        """Append one epoch; True when its validation loss is the best so far."""
+        """Append one epoch; True when it is the best so far: the lowest validation loss, or
+        with select_by "NDCG@10" the highest validation NDCG@10."""
         self.train_losses.append(train_loss)
         self.val_losses.append(val_loss)
         for k in TOP_K:
@@ -215,11 +219,26 @@ class History:
         self.train_sequences_per_second.append(sequences_per_second)
         self.epoch_seconds.append(seconds)
         self.learning_rates.append(learning_rate)
-        improved = self.best_val_loss is None or val_loss < self.best_val_loss
+        self.select_by = select_by
+        if select_by == "val-loss":
+            score = val_loss
+            improved = self.best_score is None or score < self.best_score
+        else:
+            score = ranking[select_by]
+            improved = self.best_score is None or score > self.best_score
         if improved:
+            self.best_score = score
             self.best_val_loss = val_loss
             self.best_epoch = self.epochs_done
         return improved
+
+    def describe_best(self) -> str:
+        """'epoch 12 (lowest validation loss, 5.8671)' or '... (highest validation NDCG@10 ...)'."""
+        if self.select_by == "val-loss":
+            return f"epoch {self.best_epoch} (lowest validation loss, {self.best_val_loss:.4f})"
+        return (
+            f"epoch {self.best_epoch} (highest validation {self.select_by}, {self.best_score:.4f})"
+        )
 
     def epochs_since_best(self) -> int:
         return self.epochs_done - self.best_epoch

@@ -43,9 +43,9 @@ from .model import BERT4Rec
 from .titles import TitleIndex, TitleMatch
 
 DEFAULT_MODEL_DIR = os.path.join(paths.DEFAULT_OUTPUT_DIR, "models")
-MODEL_FILE = "best_model.pth"  # train.py's names: the best validation loss, and the last epoch
-FINAL_MODEL_FILE = "final_model.pth"
-MAPPING_FILE = "item_mappings.json"
+MODEL_FILE = checkpoint.BEST_MODEL_FILE
+FINAL_MODEL_FILE = checkpoint.FINAL_MODEL_FILE
+MAPPING_FILE = checkpoint.MAPPING_JSON_FILE
 DEFAULT_TOP_K = 20
 DEFAULT_BATCH_SIZE = 128  # users per forward pass in batch mode
 SCORE_MEANING = (

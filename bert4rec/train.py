@@ -55,7 +55,7 @@ LEAVE_ONE_OUT_PROTOCOL = (
     "before it the validation target, the rest is trained on; the target is replaced by MASK "
     "after the titles before it, the whole catalogue is ranked (full ranking, no sampled "
     "negatives) with the user's other titles excluded; ties count against the target. Test "
-    "figures are of the model with the best validation loss"
+    "figures are of best_model.pth, the epoch chosen on validation alone (--select-by)"
 )
 
 
@@ -140,13 +140,22 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def training_module(model: BERT4Rec, device: torch.device, config: TrainConfig) -> torch.nn.Module:
+    """What the training steps call: `model` itself, DistributedDataParallel around it under
+    torchrun, compiled with --compile. Checkpoints and evaluation always use `model`, which
+    holds the same weights. Shapes are declared dynamic from the start, because every batch
+    has its own length and number of masked titles."""
+    module = distributed.wrap_model(model, device)  # [distributed]
+    return torch.compile(module, dynamic=True) if config.compile else module
+
+
 def keep_freed_memory() -> bool:
     """Have glibc keep freed memory for the next allocation instead of handing it back.
 
     A training step allocates and frees the same large activations every time (attention
     weights and dropout masks of tens of MB). glibc serves blocks that large with mmap and
     unmaps them when freed, so every step faults in and zeroes fresh pages again: on the 2-core
-    benchmark machine that was a third of a CPU training step (bench/results/SPEED.md). Raising
+    benchmark machine that was a third of a CPU training step (bench/bench_speed.py). Raising
     the mmap and trim thresholds keeps the memory in the heap for reuse. Linux with glibc only;
     True when applied."""
     if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
@@ -392,7 +401,7 @@ def validate_next_item(run: Run, cases: data.NextItemCases) -> tuple[PhaseResult
 def test_best_model(run: Run) -> None:
     """Leave-one-out: rank the test targets with best_model.pth (chosen on validation alone)."""
     cases = run.training.test_cases
-    best = checkpoint.load(run.paths.models / "best_model.pth", kind="model")
+    best = checkpoint.load(run.paths.models / checkpoint.BEST_MODEL_FILE, kind="model")
     run.model.load_state_dict(best["model_state"])
     _, run.history.test_ranking = validate_next_item(run, cases)
     run.history.test_epoch = best["epoch"]
@@ -476,7 +485,7 @@ class Run:
     training: TrainingData
     cases: data.NextItemCases  # next-title ranking on the validation users
     model: BERT4Rec
-    parallel_model: torch.nn.Module  # what training steps call: DDP around model under torchrun
+    parallel_model: torch.nn.Module  # what training steps call (training_module)
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
@@ -606,7 +615,7 @@ def start_run(config: TrainConfig, paths: OutputPaths) -> Run:
         training=training,
         cases=training.validation_cases,
         model=model,
-        parallel_model=distributed.wrap_model(model, device),  # [distributed]
+        parallel_model=training_module(model, device, config),
         optimizer=optimizer,
         scheduler=build_schedule(optimizer, config, len(train_set)),
         scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
@@ -649,22 +658,25 @@ def train_epochs(run: Run) -> History:
             finished = copy.deepcopy(run.training_file(epoch))
             if config.patience and history.epochs_since_best() >= config.patience:
                 log.info(
-                    f"\nEarly stopping: the validation loss has not improved for "
-                    f"{config.patience} epochs (best: epoch {history.best_epoch})."
+                    f"\nEarly stopping: no better epoch (--select-by {config.select_by}) for "
+                    f"{config.patience} epochs (best: {history.describe_best()})."
                 )
                 break
     except KeyboardInterrupt:
         raise interrupted(run, epoch, finished) from None
 
     if distributed.is_main_process():  # [distributed]
-        checkpoint.save(run.model_file(history.epochs_done), run.paths.models / "final_model.pth")
+        checkpoint.save(
+            run.model_file(history.epochs_done), run.paths.models / checkpoint.FINAL_MODEL_FILE
+        )
         if run.training.test_cases is not None:
             test_best_model(run)
         plots.write_all(history, run.paths.plots, run.report)
     log.info(
-        f"\nTraining finished after {history.epochs_done} epochs. Best validation loss "
-        f"{history.best_val_loss:.4f} at epoch {history.best_epoch}: "
-        f"{run.paths.models / 'best_model.pth'} (the one to use). Plots: {run.paths.plots}"
+        f"\nTraining finished after {history.epochs_done} epochs. Best: "
+        f"{history.describe_best()}: "
+        f"{run.paths.models / checkpoint.BEST_MODEL_FILE} (the one to use). "
+        f"Plots: {run.paths.plots}"
     )
     return history
 
@@ -716,6 +728,7 @@ def train_one_epoch(run: Run, epoch: int, step: Any) -> bool:
         sequences_per_second=trained.sequences_per_second,
         seconds=trained.seconds + validated.seconds,
         learning_rate=learning_rate,
+        select_by=run.config.select_by,
     )
     if improved:
         log.info("  New best model!")
@@ -728,7 +741,7 @@ def save_epoch(run: Run, epoch: int, improved: bool) -> None:
     if not distributed.is_main_process():  # [distributed]
         return
     if improved:
-        checkpoint.save(run.model_file(epoch), run.paths.models / "best_model.pth")
+        checkpoint.save(run.model_file(epoch), run.paths.models / checkpoint.BEST_MODEL_FILE)
     every = run.config.checkpoint_every
     if every and epoch % every == 0:
         checkpoint.save(run.training_file(epoch), run.paths.checkpoint(epoch))
@@ -743,9 +756,9 @@ def write_run_files(run: Run) -> None:
     if not distributed.is_main_process():  # [distributed]
         return
     mapping = run.training.mapping.to_dict()
-    files.write_pickle(run.paths.models / "item_mappings.pkl", mapping)
-    files.write_json(run.paths.models / "item_mappings.json", mapping)
-    files.write_json(run.paths.models / "training_config.json", asdict(run.config))
+    files.write_pickle(run.paths.models / checkpoint.MAPPING_PICKLE_FILE, mapping)
+    files.write_json(run.paths.models / checkpoint.MAPPING_JSON_FILE, mapping)
+    files.write_json(run.paths.models / checkpoint.TRAINING_CONFIG_FILE, asdict(run.config))
 
 
 def log_data_summary(config: TrainConfig, summary: dict) -> None:

@@ -54,3 +54,27 @@ def test_ours_worker_times_a_number_of_sequences(store):
     assert result["sequences_per_s"] > 0 and result["tokens_per_s"] > result["sequences_per_s"]
     assert result["peak_rss_mb"] >= result["peak_rss_after_setup_mb"] > 0
     assert result["config"]["split"] == "leave-one-out" and result["threads"] == 1
+
+
+def test_bench_speed_runs_every_variant_and_writes_a_table(store, tmp_path):
+    results = tmp_path / "speed.json"
+    done = run_script(
+        "bench/bench_speed.py",
+        *("--db", str(store), "--rounds", "1", "--sequences", "16", "--batch-size", "8"),
+        *("--warmup-batches", "1", "--threads", "1", "--json", str(results)),
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(results.read_text(encoding="utf-8"))
+    names = [row["variant"] for row in summary["table"]]
+    assert names[0].startswith("float32") and len(names) == 4
+    first, *_, preset = (runs[0] for runs in summary["runs"].values())
+    assert first["training_precision"] == "float32"
+    assert first["variant"] == {
+        "length_buckets": False,
+        "keep_freed_memory": False,
+        "compile": False,
+    }
+    assert preset["variant"]["length_buckets"] and preset["variant"]["keep_freed_memory"]
+    assert all(row["sequences_per_s"] > 0 for row in summary["table"])
+    assert "gain" in done.stdout

@@ -111,6 +111,27 @@ def test_history_records_one_value_per_epoch_and_the_best():
     assert restored.train_accuracies[1] == [0.5] * 3
 
 
+def test_history_can_pick_the_best_epoch_by_validation_ndcg():
+    history = metrics.History()
+    acc = {k: 0.5 for k in metrics.TOP_K}
+    # The loss bottoms out at epoch 2 while the ranking keeps improving until epoch 3.
+    for val_loss, ndcg in ((3.0, 0.10), (2.0, 0.12), (2.5, 0.15), (2.6, 0.14)):
+        history.record_epoch(
+            train_loss=1.0,
+            train_accuracy=acc,
+            val_loss=val_loss,
+            val_accuracy=acc,
+            ranking={m: ndcg for m in metrics.RANKING_METRICS},
+            sequences_per_second=10.0,
+            seconds=1.0,
+            learning_rate=0.1,
+            select_by="NDCG@10",
+        )
+    assert (history.best_epoch, history.best_score, history.best_val_loss) == (3, 0.15, 2.5)
+    assert history.epochs_since_best() == 1
+    assert history.describe_best() == "epoch 3 (highest validation NDCG@10, 0.1500)"
+
+
 def test_score_next_items_sorts_by_length_but_answers_in_case_order():
     mapping = ItemMapping(tuple(range(11, 21)))
     histories = [np.array([1, 2, 3, 4, 5]), np.array([6]), np.array([7, 8, 9])]

@@ -22,6 +22,7 @@ from planted import make_store
 from bert4rec import checkpoint, data, db, metrics, plots
 from bert4rec import train as training
 from bert4rec.config import TrainConfig
+from bert4rec.model import BERT4Rec, ModelConfig
 
 TINY = {
     "hidden": 64,
@@ -437,3 +438,12 @@ def test_cpu_bf16_covers_the_training_steps_only():
     native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     assert training.training_autocast_dtype(bf16, cpu) == (torch.bfloat16 if native else None)
     assert training.autocast_dtype(bf16, cpu) is None  # evaluation stays float32 on the CPU
+
+
+def test_compile_wraps_only_what_the_training_steps_call():
+    shape = {"max_seq_len": 8, "hidden": 16, "layers": 1, "heads": 2, "ff_dim": 32}
+    model = BERT4Rec(ModelConfig(num_items=10, dropout=0.0, **shape))
+    cpu = torch.device("cpu")
+    assert training.training_module(model, cpu, TrainConfig()) is model
+    compiled = training.training_module(model, cpu, replace(TrainConfig(), compile=True))
+    assert compiled is not model and compiled._orig_mod is model  # same weights, saved as is

@@ -1,0 +1,127 @@
+"""Training speed before and after each of the trainer's speed-ups, on ML-1M.
+
+Each variant adds one thing to the one before it and runs bench/ours_worker.py (the ml1m
+preset's network, leave-one-out training sequences, the trainer's own run_epoch and step) in a
+fresh process, in turns (1 2 3 ... 1 2 3 ...) so that drift of a shared machine hits all alike;
+it prints the median sequences per second of each, its gain over the first, and peak memory.
+
+    python bench/bench_speed.py                       # 2 rounds of 3,000 sequences each
+    python bench/bench_speed.py --rounds 3 --compile  # also try torch.compile (needs a compiler)
+
+What the variants change (bert4rec/train.py, bert4rec/data.py):
+- float32, random batches: every batch padded to its longest sequence, glibc's malloc defaults.
+- keep freed memory: glibc keeps the step's large freed blocks for reuse (train.keep_freed_memory).
+- length buckets: batches of similar lengths, so almost no padding is computed (--length-buckets).
+- bf16: training steps in bfloat16 on a CPU that computes it natively (--cpu-bf16).
+- compile: torch.compile around the training module (--compile), only with --compile here.
+Present from the start in every variant: logits at masked positions only, fused attention
+(scaled_dot_product_attention), collation by array operations, threads set to the cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import movielens  # noqa: E402
+from bench.compare_recbole import BenchError, machine, run_checked, worker_env  # noqa: E402
+
+BENCH_DIR = Path(__file__).resolve().parent
+OURS_WORKER = BENCH_DIR / "ours_worker.py"
+RESULTS = BENCH_DIR / "results" / "speed.json"
+
+VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("float32, random batches", ("--float32", "--no-buckets", "--no-keep-freed-memory")),
+    ("+ keep freed memory", ("--float32", "--no-buckets")),
+    ("+ length buckets", ("--float32",)),
+    ("+ bf16 steps (the preset)", ()),
+)
+COMPILE_VARIANT = ("+ torch.compile", ("--compile",))
+
+
+def run_variant(db_path: Path, flags: tuple[str, ...], args: argparse.Namespace) -> dict:
+    command = [
+        sys.executable,
+        str(OURS_WORKER),
+        f"--db={db_path}",
+        f"--sequences={args.sequences}",
+        f"--batch-size={args.batch_size}",
+        f"--threads={args.threads}",
+        f"--warmup-batches={args.warmup_batches}",
+        *flags,
+    ]
+    output = run_checked(command, env=worker_env(args.threads))
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    movielens.add_store_options(parser)
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of all variants (default 2)")
+    parser.add_argument("--sequences", type=int, default=3000, help="timed sequences per run")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--warmup-batches",
+        type=int,
+        default=2,
+        help="untimed batches first (more with --compile: it compiles during the first ones)",
+    )
+    parser.add_argument("--compile", action="store_true", help="add the torch.compile variant")
+    parser.add_argument(
+        "--json", type=Path, default=RESULTS, help="write the summary here (default: %(default)s)"
+    )
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    db_path = Path(args.db)
+    try:
+        if not db_path.is_file():
+            movielens.import_file(db_path, movielens.fetch_ml1m(args.cache or None))
+        variants = VARIANTS + ((COMPILE_VARIANT,) if args.compile else ())
+        runs: dict[str, list[dict]] = {name: [] for name, _ in variants}
+        for round_number in range(1, args.rounds + 1):
+            for name, flags in variants:
+                result = run_variant(db_path, flags, args)
+                runs[name].append(result)
+                print(
+                    f"round {round_number}: {name:28s} {result['sequences_per_s']:7.1f} seq/s, "
+                    f"peak RSS {result['peak_rss_mb']:6.0f} MB",
+                    flush=True,
+                )
+    except (BenchError, movielens.MovieLensError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+    first = statistics.median(r["sequences_per_s"] for r in runs[variants[0][0]])
+    table = []
+    print(f"\n{'variant':28s} {'seq/s':>8s} {'gain':>6s} {'peak RSS':>9s}")
+    for name, _ in variants:
+        speed = statistics.median(r["sequences_per_s"] for r in runs[name])
+        memory = statistics.median(r["peak_rss_mb"] for r in runs[name])
+        table.append({"variant": name, "sequences_per_s": speed, "peak_rss_mb": memory})
+        print(f"{name:28s} {speed:8.1f} {speed / first:5.2f}x {memory:7.0f} MB")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        summary = {
+            "protocol": "training sequences per second, ml1m preset network, leave-one-out "
+            f"training sequences, batch {args.batch_size}, {args.threads} threads, median of "
+            f"{args.rounds} fresh-process runs of {args.sequences} sequences each",
+            "machine": machine(),
+            "table": table,
+            "runs": runs,
+        }
+        args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    print(f"({time.perf_counter() - started:.0f} s in all)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
