@@ -30,11 +30,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import movielens  # noqa: E402
-from bench.compare_recbole import BenchError, machine, run_checked, worker_env  # noqa: E402
+from bench.compare_recbole import BenchError, Settings, machine, run_ours  # noqa: E402
 
-BENCH_DIR = Path(__file__).resolve().parent
-OURS_WORKER = BENCH_DIR / "ours_worker.py"
-RESULTS = BENCH_DIR / "results" / "speed.json"
+RESULTS = Path(__file__).resolve().parent / "results" / "speed.json"
 
 VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("float32, random batches", ("--float32", "--no-buckets", "--no-keep-freed-memory")),
@@ -43,21 +41,6 @@ VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("+ bf16 steps (the preset)", ()),
 )
 COMPILE_VARIANT = ("+ torch.compile", ("--compile",))
-
-
-def run_variant(db_path: Path, flags: tuple[str, ...], args: argparse.Namespace) -> dict:
-    command = [
-        sys.executable,
-        str(OURS_WORKER),
-        f"--db={db_path}",
-        f"--sequences={args.sequences}",
-        f"--batch-size={args.batch_size}",
-        f"--threads={args.threads}",
-        f"--warmup-batches={args.warmup_batches}",
-        *flags,
-    ]
-    output = run_checked(command, env=worker_env(args.threads))
-    return json.loads(output.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,10 +69,20 @@ def main(argv: list[str] | None = None) -> int:
         if not db_path.is_file():
             movielens.import_file(db_path, movielens.fetch_ml1m(args.cache or None))
         variants = VARIANTS + ((COMPILE_VARIANT,) if args.compile else ())
+        settings = Settings(
+            sequences=args.sequences,
+            batch_size=args.batch_size,
+            threads=args.threads,
+            warmup_batches=args.warmup_batches,
+            samples="one-per-user",  # RecBole's settings; ours_worker reads only the above
+            ft_ratio=None,
+            seed=2020,
+            evaluate=False,
+        )
         runs: dict[str, list[dict]] = {name: [] for name, _ in variants}
         for round_number in range(1, args.rounds + 1):
             for name, flags in variants:
-                result = run_variant(db_path, flags, args)
+                result = run_ours(db_path, settings, *flags)
                 runs[name].append(result)
                 print(
                     f"round {round_number}: {name:28s} {result['sequences_per_s']:7.1f} seq/s, "

@@ -215,7 +215,7 @@ def run_recbole(python: Path, data_dir: Path, work_dir: Path, settings: Settings
     return json.loads(output.strip().splitlines()[-1])
 
 
-def run_ours(db_path: Path, settings: Settings, *, float32: bool = False) -> dict:
+def run_ours(db_path: Path, settings: Settings, *flags: str) -> dict:
     """One run of our trainer in a fresh process of this python (bench/ours_worker.py: the
     ml1m preset, leave-one-out, trained through bert4rec.train); its JSON result, in the same
     keys as RecBole's. Its peak RSS is its own, reading the store included."""
@@ -229,9 +229,7 @@ def run_ours(db_path: Path, settings: Settings, *, float32: bool = False) -> dic
         f"--warmup-batches={settings.warmup_batches}",
         f"--seed={settings.seed}",
     ]
-    if float32:
-        command.append("--float32")
-    output = run_checked(command, env=worker_env(settings.threads))
+    output = run_checked([*command, *flags], env=worker_env(settings.threads))
     return json.loads(output.strip().splitlines()[-1])
 
 
@@ -271,7 +269,7 @@ def compare(args: argparse.Namespace) -> dict:
     runners = {
         "recbole": lambda: run_recbole(python, data_dir, cache / "recbole-work", settings),
         "ours": lambda: run_ours(db_path, settings),
-        "ours-fp32": lambda: run_ours(db_path, settings, float32=True),
+        "ours-fp32": lambda: run_ours(db_path, settings, "--float32"),
     }
 
     results: dict[str, list[dict]] = {side: [] for side in sides}
