@@ -9,9 +9,10 @@ code runs when a file is loaded):
   data_fingerprint, metrics (that epoch's validation figures).
 - kind "training" (output/checkpoints/checkpoint_epoch_N.pth): all of the above plus
   optimizer_state, scheduler_state, scaler_state, history (History.to_dict()) and rng_state
-  (python, numpy, torch and this process's cuda generator). Training reseeds dropout from
-  (seed, epoch, rank) every epoch, so --resume continues exactly without them on any number of
-  processes; they are kept for whatever else draws random numbers.
+  (python, numpy, torch and this process's cuda generator); with --ema-decay also
+  averaged_state and trained_model_state (model_state is then the average). Training reseeds
+  dropout from (seed, epoch, rank) every epoch, so --resume continues exactly without the rng
+  states on any number of processes; they are kept for whatever else draws random numbers.
 """
 
 from __future__ import annotations
@@ -104,9 +105,13 @@ def training_payload(
     scheduler: Any,
     scaler: torch.amp.GradScaler,
     history: dict,
+    averaged: torch.nn.Module | None = None,
+    trained_model: torch.nn.Module | None = None,
 ) -> dict:
-    """A model payload plus everything --resume needs to continue exactly."""
-    return {
+    """A model payload plus everything --resume needs to continue exactly. With a weight
+    average (--ema-decay) model_state holds the average, as in the model files, and
+    trained_model_state the weights the optimiser steps."""
+    payload = {
         **model_part,
         "kind": "training",
         "optimizer_state": optimizer.state_dict(),
@@ -115,6 +120,10 @@ def training_payload(
         "history": history,
         "rng_state": capture_rng(),
     }
+    if averaged is not None:
+        payload["averaged_state"] = averaged.state_dict()
+        payload["trained_model_state"] = trained_model.state_dict()
+    return payload
 
 
 def capture_rng() -> dict:

@@ -94,6 +94,11 @@ class TrainConfig:
         "padding (which sequences meet in a batch still changes every epoch)",
     )
     # --- the sequences
+    random_windows: bool = _setting(
+        False,
+        "a history longer than --max-seq-len trains on a window of that many titles drawn anew "
+        "each epoch, instead of always its newest ones, so all of it is learned from",
+    )
     split: str = _setting(
         "user",
         "user: hold out a share of users for validation (the spec's 9:1 split); leave-one-out: "
@@ -141,6 +146,13 @@ class TrainConfig:
         0.1, "after warm-up the learning rate decays (cosine) to this share of --lr"
     )
     grad_clip: float = _setting(1.0, "clip the gradient norm to this (0 = off)")
+    ema_decay: float = _setting(
+        0.0,
+        "keep an exponential moving average of the weights, updated every step with this decay "
+        "(0.995 averages about the last 200 steps); validation, best_model.pth and "
+        "final_model.pth then use the averaged weights, which rank better than any one step's "
+        "(0 = off)",
+    )
     seed: int = _setting(42, "seed for the user split, shuffling, masking and initialisation")
     # --- checkpoints and stopping
     checkpoint_every: int = _setting(
@@ -194,6 +206,8 @@ class TrainConfig:
         for name in shares:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"--{_flag(name)} must be between 0 and 1")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError("--ema-decay must be at least 0 and below 1")
         if not 0.0 < self.mask_prob <= 1.0:
             raise ValueError("--mask-prob must be above 0 and at most 1")
         if not 0.0 < self.val_fraction < 1.0:

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -210,10 +211,30 @@ def build_schedule(
     )
 
 
+def weight_average(model: BERT4Rec, decay: float) -> AveragedModel | None:
+    """An exponential moving average of the weights (None when decay is 0). The last step's
+    weights jitter around a minimum from one batch to the next; their average sits nearer it,
+    which is worth several epochs of training at the end of a run."""
+    if not decay:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
+
+
 def make_loader(dataset: BERT4RecDataset, config: TrainConfig, device: torch.device) -> DataLoader:
     # batch_size=None: the dataset already yields whole padded, masked batches.
     return DataLoader(
         dataset, batch_size=None, num_workers=config.workers, pin_memory=device.type == "cuda"
+    )
+
+
+def training_data_for(config: TrainConfig) -> TrainingData:
+    """The store's sequences, split as configured."""
+    return data.prepare_training_data(
+        config.db,
+        min_items=config.min_items,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+        split=config.split,
     )
 
 
@@ -230,7 +251,13 @@ def make_datasets(
         "mask_index": training.mapping.mask_index,
         "length_buckets": config.length_buckets,
     }
-    train_set = BERT4RecDataset(training.train_sequences, seed=config.seed, shuffle=True, **common)
+    train_set = BERT4RecDataset(
+        training.train_sequences,
+        seed=config.seed,
+        shuffle=True,
+        random_windows=config.random_windows,
+        **common,
+    )
     if config.split == "leave-one-out":
         return train_set, None
     val_set = BERT4RecDataset(
@@ -343,6 +370,7 @@ def make_step(
     scheduler: torch.optim.lr_scheduler.LambdaLR,
     scaler: torch.amp.GradScaler,
     grad_clip: float,
+    averaged: AveragedModel | None = None,
 ) -> Any:
     def step(loss: torch.Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -353,6 +381,8 @@ def make_step(
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
+        if averaged is not None:
+            averaged.update_parameters(model)
 
     return step
 
@@ -384,11 +414,12 @@ def evaluate_next_item(
 def validate_next_item(run: Run, cases: data.NextItemCases) -> tuple[PhaseResult, dict[str, float]]:
     """Leave-one-out validation in one pass over the validation targets: the loss and Top-K
     accuracy of the spec (the hidden target as the one masked title) and the ranking."""
-    run.model.eval()
+    model = run.scoring_model
+    model.eval()
     started = time.perf_counter()
 
     def score(inputs: torch.Tensor) -> torch.Tensor:  # float32, as in evaluate_next_item
-        return run.model.next_item_logits(inputs.to(run.device)).float().cpu()
+        return model.next_item_logits(inputs.to(run.device)).float().cpu()
 
     scored = metrics.score_next_items(
         cases, score, run.training.mapping, run.config.max_seq_len, run.config.batch_size
@@ -402,7 +433,7 @@ def test_best_model(run: Run) -> None:
     """Leave-one-out: rank the test targets with best_model.pth (chosen on validation alone)."""
     cases = run.training.test_cases
     best = checkpoint.load(run.paths.models / checkpoint.BEST_MODEL_FILE, kind="model")
-    run.model.load_state_dict(best["model_state"])
+    run.scoring_model.load_state_dict(best["model_state"])
     _, run.history.test_ranking = validate_next_item(run, cases)
     run.history.test_epoch = best["epoch"]
     run.history.test_popularity_baseline = popularity_baseline(run.training, cases, run.config)
@@ -495,6 +526,12 @@ class Run:
     history: History
     start_epoch: int = 1
     train_amp_dtype: torch.dtype | None = None  # the training steps' (training_autocast_dtype)
+    averaged: AveragedModel | None = None  # --ema-decay (weight_average)
+
+    @property
+    def scoring_model(self) -> BERT4Rec:
+        """The weights that are validated and saved as models: the average when kept."""
+        return self.model if self.averaged is None else self.averaged.module
 
     @property
     def report(self) -> dict:
@@ -512,7 +549,7 @@ class Run:
         last = {"val_loss": self.history.val_losses[-1]}
         last.update({name: self.history.val_ranking[name][-1] for name in RANKING_METRICS})
         return checkpoint.model_payload(
-            self.model,
+            self.scoring_model,
             self.training.mapping,
             epoch=epoch,
             train_config=asdict(self.config),
@@ -527,10 +564,14 @@ class Run:
             scheduler=self.scheduler,
             scaler=self.scaler,
             history=self.history.to_dict(),
+            averaged=self.averaged,
+            trained_model=self.model,
         )
 
     def restore(self, payload: dict) -> None:
-        self.model.load_state_dict(payload["model_state"])
+        self.model.load_state_dict(payload.get("trained_model_state") or payload["model_state"])
+        if self.averaged is not None:
+            self.averaged.load_state_dict(payload["averaged_state"])
         self.optimizer.load_state_dict(payload["optimizer_state"])
         self.scheduler.load_state_dict(payload["scheduler_state"])
         if payload["scaler_state"]:  # empty when saved without fp16 (cpu, bf16, another GPU)
@@ -580,13 +621,7 @@ def start_run(config: TrainConfig, paths: OutputPaths) -> Run:
             if train_amp_dtype
             else "--cpu-bf16: this CPU has no native bfloat16; training in float32"
         )
-    training = data.prepare_training_data(
-        config.db,
-        min_items=config.min_items,
-        val_fraction=config.val_fraction,
-        seed=config.seed,
-        split=config.split,
-    )
+    training = training_data_for(config)
     log_data_summary(config, training.summary())
     resumed = checkpoint.load(config.resume, kind="training") if config.resume else None
     if resumed is not None:
@@ -626,6 +661,7 @@ def start_run(config: TrainConfig, paths: OutputPaths) -> Run:
         else make_loader(distributed.share(val_set), config, device),
         history=History(),
         train_amp_dtype=train_amp_dtype,
+        averaged=weight_average(model, config.ema_decay),
     )
     if resumed is not None:
         run.restore(resumed)
@@ -648,7 +684,9 @@ def start_run(config: TrainConfig, paths: OutputPaths) -> Run:
 def train_epochs(run: Run) -> History:
     """The epochs from run.start_epoch on, then the final outputs."""
     config, history = run.config, run.history
-    step = make_step(run.model, run.optimizer, run.scheduler, run.scaler, config.grad_clip)
+    step = make_step(
+        run.model, run.optimizer, run.scheduler, run.scaler, config.grad_clip, run.averaged
+    )
     finished: dict | None = None  # state after the last epoch finished in this process (Ctrl-C)
     epoch = run.start_epoch - 1
     try:
@@ -705,14 +743,14 @@ def train_one_epoch(run: Run, epoch: int, step: Any) -> bool:
         validated, ranking = validate_next_item(run, run.cases)
     else:
         validated = run_epoch(
-            run.model, run.val_loader, run.device, run.amp_dtype, description="Validation"
+            run.scoring_model, run.val_loader, run.device, run.amp_dtype, description="Validation"
         )
         ranking = None
     log_phase("Val", validated)
     stop_if_not_finite("validation", validated.loss, epoch, run)
     if ranking is None:
         ranking = evaluate_next_item(
-            run.model, run.cases, run.training.mapping, run.config, run.device
+            run.scoring_model, run.cases, run.training.mapping, run.config, run.device
         )
     log.info(
         f"  Val next-title ranking ({len(run.cases.targets)} users, full ranking): "

@@ -357,3 +357,31 @@ def test_length_buckets_group_similar_lengths_and_still_shuffle():
     again = _dataset(sequences, length_buckets=True, **kw)
     again.set_epoch(1)
     assert all(torch.equal(a.inputs, b.inputs) for a, b in zip(again, buckets))
+
+
+def unmasked(batch) -> torch.Tensor:
+    return torch.where(batch.labels != 0, batch.labels, batch.inputs)
+
+
+def test_random_windows_cover_long_histories_and_repeat_per_epoch():
+    long, short = np.arange(1, 31), np.arange(40, 44)  # 30 and 4 titles, max_seq_len 6
+    kw = {"batch_size": 2, "mask_prob": 0.2}
+    newest = _dataset([long, short], **kw)
+    windows = _dataset([long, short], random_windows=True, **kw)
+    starts = set()
+    for epoch in range(40):
+        for ds in (newest, windows):
+            ds.set_epoch(epoch)
+        (fixed,) = list(newest)
+        (drawn,) = list(windows)
+        rows = {tuple(r[r != 0].tolist()) for r in unmasked(fixed)}
+        assert (25, 26, 27, 28, 29, 30) in rows and (40, 41, 42, 43) in rows
+        kept, window = sorted(([t for t in row if t] for row in unmasked(drawn).tolist()), key=len)
+        assert len(window) == 6 and window == list(range(window[0], window[0] + 6))
+        assert kept == [40, 41, 42, 43]  # short histories are whole
+        starts.add(window[0])
+    assert min(starts) == 1 and max(starts) == 25 and len(starts) > 15  # all of it is used
+    again = _dataset([long, short], random_windows=True, **kw)
+    again.set_epoch(7)
+    windows.set_epoch(7)
+    assert torch.equal(next(iter(again)).inputs, next(iter(windows)).inputs)

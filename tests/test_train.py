@@ -354,6 +354,8 @@ def test_impossible_settings_and_missing_gpu_are_refused(cli, capsys, planted_db
     assert "divisible" in capsys.readouterr().err
     assert cli(["--mask-prob", "0"]) == 1
     assert "--mask-prob" in capsys.readouterr().err
+    assert cli(["--ema-decay", "1"]) == 1
+    assert "--ema-decay" in capsys.readouterr().err
     if not torch.cuda.is_available():
         assert cli(["--db", str(planted_db), "--output", str(tmp_path), "--gpu"]) == 1
         assert "no usable CUDA GPU" in capsys.readouterr().err
@@ -428,6 +430,45 @@ def test_leave_one_out_validates_each_epoch_and_tests_the_best_model(planted_db,
     assert history.test_ranking["HR@10"] > history.test_popularity_baseline["HR@10"] + 0.2
     log = (tmp_path / "logs/training.log").read_text(encoding="utf-8")
     assert "Test (leave-one-out, 200 users, full ranking" in log
+
+
+def test_weight_average_is_validated_saved_and_resumed(planted_db, tmp_path):
+    config = tiny_config(
+        planted_db,
+        tmp_path / "a",
+        epochs=4,
+        checkpoint_every=2,
+        ema_decay=0.9,
+        split="leave-one-out",
+    )
+    uninterrupted = training.train(config)
+    saved = checkpoint.load(tmp_path / "a/checkpoints/checkpoint_epoch_4.pth", kind="training")
+    final = checkpoint.load(tmp_path / "a/models/final_model.pth", kind="model")
+    # The model files hold the average, not the weights the optimiser stepped last.
+    names = list(final["model_state"])
+    assert all(torch.equal(final["model_state"][n], saved["model_state"][n]) for n in names)
+    assert any(
+        not torch.equal(saved["model_state"][n], saved["trained_model_state"][n]) for n in names
+    )
+    training_data = training.training_data_for(config)
+    steps = 4 * len(training.make_datasets(config, training_data)[0])
+    assert int(saved["averaged_state"]["n_averaged"]) == steps
+    # What was validated is what was saved: the final model ranks as epoch 4 was recorded.
+    model = checkpoint.load_model(tmp_path / "a/models/final_model.pth").model
+    ranking = training.evaluate_next_item(
+        model, training_data.validation_cases, training_data.mapping, config, torch.device("cpu")
+    )
+    assert ranking["NDCG@10"] == pytest.approx(uninterrupted.val_ranking["NDCG@10"][-1])
+    resumed = training.train(
+        replace(
+            config,
+            output=str(tmp_path / "b"),
+            resume=str(tmp_path / "a/checkpoints/checkpoint_epoch_2.pth"),
+        )
+    )
+    assert reproducible(resumed.to_dict()) == pytest.approx(
+        reproducible(uninterrupted.to_dict()), abs=1e-6
+    )
 
 
 def test_cpu_bf16_covers_the_training_steps_only():
