@@ -245,6 +245,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "dropout": 0.2,
         "max_seq_len": 200,
         "mask_prob": 0.2,
+        # Every sequence trains the cloze task: one masking only its last title gives one
+        # target instead of ~40 (validation NDCG@10 0.121 against 0.097 after 40 of 60 epochs).
+        "last_item_mask_prob": 0.0,
         # The published full-ranking protocol, on the store bench/movielens.py imports.
         "split": "leave-one-out",
         "db": "data/ml1m.db",
