@@ -488,3 +488,12 @@ def test_compile_wraps_only_what_the_training_steps_call():
     assert training.training_module(model, cpu, TrainConfig()) is model
     compiled = training.training_module(model, cpu, replace(TrainConfig(), compile=True))
     assert compiled is not model and compiled._orig_mod is model  # same weights, saved as is
+
+
+def test_onednn_cache_is_bounded_unless_the_user_chose(monkeypatch):
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    training.bound_onednn_cache()
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "500")
+    training.bound_onednn_cache()
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "500"
