@@ -21,7 +21,6 @@ Present from the start in every variant: logits at masked positions only, fused 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -31,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import movielens  # noqa: E402
 from bench.compare_recbole import BenchError, Settings, machine, run_ours  # noqa: E402
+from bert4rec import files  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "speed.json"
 
@@ -102,7 +102,6 @@ def main(argv: list[str] | None = None) -> int:
         table.append({"variant": name, "sequences_per_s": speed, "peak_rss_mb": memory})
         print(f"{name:28s} {speed:8.1f} {speed / first:5.2f}x {memory:7.0f} MB")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         summary = {
             "protocol": "training sequences per second, ml1m preset network, leave-one-out "
             f"training sequences, batch {args.batch_size}, {args.threads} threads, median of "
@@ -111,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             "table": table,
             "runs": runs,
         }
-        args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        files.write_json(args.json, summary)
     print(f"({time.perf_counter() - started:.0f} s in all)")
     return 0
 

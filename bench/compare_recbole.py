@@ -39,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import movielens  # noqa: E402
-from bert4rec import data, db  # noqa: E402
+from bert4rec import data, db, files  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
 WORKER = BENCH_DIR / "recbole_worker.py"
@@ -403,8 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        files.write_json(args.json, summary)
     print(f"({time.perf_counter() - started:.0f} s in all)")
     return 0
 

@@ -451,8 +451,9 @@ class BERT4RecDataset(torch.utils.data.Dataset):
         length_buckets: bool = False,
         random_windows: bool = False,
     ) -> None:
-        keep = None if random_windows else max_seq_len
-        self.sequences = [np.asarray(s[-keep:] if keep else s, dtype=np.int64) for s in sequences]
+        self.sequences = [
+            np.asarray(s if random_windows else s[-max_seq_len:], dtype=np.int64) for s in sequences
+        ]
         if any(((s <= PAD_INDEX) | (s >= mask_index)).any() for s in self.sequences):
             raise ValueError("sequences may hold only item indices 1..N, no padding or tokens")
         self.max_seq_len = max_seq_len
