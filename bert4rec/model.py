@@ -1,7 +1,7 @@
 """BERT4Rec: a bidirectional Transformer that predicts masked titles of a watch sequence.
 
-Read top to bottom: the config, one attention layer, one feed-forward layer, one encoder block,
-then the network. Inputs are left-padded [B, L] item indices (see data.py): 0 is padding,
+Read top to bottom: the config, dropout, one attention layer, one feed-forward layer, one encoder
+block, then the network. Inputs are left-padded [B, L] item indices (see data.py): 0 is padding,
 1..num_items are titles, num_items + 1 is MASK, num_items + 2 is reserved.
 """
 
@@ -34,6 +34,54 @@ class ModelConfig:
         return asdict(self)
 
 
+# Dropout masks on the CPU come from packed random bits: one 64-bit draw gives four 16-bit
+# numbers, each compared with a threshold. torch's bernoulli_ draws one number per element and took
+# about a third of a CPU training step (the attention weights alone are B x heads x L x L); this
+# costs a fifth of that. The drop probability is rounded to a multiple of 1/65536.
+_CHUNKS_PER_DRAW = 4
+_CHUNK_VALUES = 1 << 16
+
+
+def keep_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor:
+    """Bool mask of `shape`, each element False (dropped) with probability p, from the default
+    generator (so seeding torch makes it reproducible)."""
+    count = shape.numel()
+    draws = torch.empty(-(-count // _CHUNKS_PER_DRAW), dtype=torch.int64, device=device)
+    draws.random_(torch.iinfo(torch.int64).min, None)  # every bit random
+    chunks = draws.view(torch.int16)[:count].view(shape)  # uniform over -32768..32767
+    return chunks >= torch.iinfo(torch.int16).min + round(p * _CHUNK_VALUES)
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """F.dropout, with keep_mask's masks on the CPU; elsewhere torch's own (fused) dropout."""
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu" or p >= 1.0:
+        return F.dropout(x, p, training=True)
+    return (x * keep_mask(x.shape, p, x.device)).mul_(1.0 / (1.0 - p))
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout through `dropout` above."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+
+def attention_with_dropout(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep: torch.Tensor, p: float
+) -> torch.Tensor:
+    """What scaled_dot_product_attention computes with dropout_p=p, spelled out so the dropout
+    on the attention weights is keep_mask's (the CPU's fused attention cannot drop out; its
+    fallback draws with bernoulli_). Scales are applied to the small tensors (q, the output),
+    not to the B x heads x L x L weights: the same result with two passes over them fewer."""
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+    scores = scores.masked_fill(~keep[:, None, None, :], float("-inf"))
+    weights = scores.softmax(dim=-1)
+    weights = weights * keep_mask(scores.shape, p, q.device).to(weights.dtype)
+    return (weights @ v) * (1.0 / (1.0 - p))
+
+
 class SelfAttention(nn.Module):
     """Multi-head attention in both directions; padding is never attended to."""
 
@@ -44,20 +92,26 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(config.hidden, 3 * config.hidden)
         self.proj = nn.Linear(config.hidden, config.hidden)
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        batch, length, hidden = x.shape
+    def forward(self, x: torch.Tensor, keep: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """[B, L, H] -> [B, L, H], or [B, 1, H] for the last position alone (last_only)."""
+        batch, _, hidden = x.shape
         q, k, v = self.qkv(x).split(hidden, dim=2)
+        if last_only:
+            q = q[:, -1:]
         # [B, L, H] -> [B, heads, L, H / heads]
-        q, k, v = (t.view(batch, length, self.heads, -1).transpose(1, 2) for t in (q, k, v))
+        q, k, v = (t.view(batch, t.shape[1], self.heads, -1).transpose(1, 2) for t in (q, k, v))
         # keep: [B, L] True for real tokens, broadcast over heads and queries (a key-padding mask).
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=keep[:, None, None, :],
-            dropout_p=self.dropout if self.training else 0.0,
-        )
-        y = y.transpose(1, 2).contiguous().view(batch, length, hidden)
+        if self.training and self.dropout > 0.0 and x.device.type == "cpu":
+            y = attention_with_dropout(q, k, v, keep, self.dropout)
+        else:
+            y = F.scaled_dot_product_attention(
+                q,
+                k,
+                v,
+                attn_mask=keep[:, None, None, :],
+                dropout_p=self.dropout if self.training else 0.0,
+            )
+        y = y.transpose(1, 2).contiguous().view(batch, q.shape[2], hidden)
         return self.proj(y)
 
 
@@ -80,10 +134,12 @@ class EncoderBlock(nn.Module):
         self.attention_norm = nn.LayerNorm(config.hidden)
         self.feed_forward = FeedForward(config)
         self.feed_forward_norm = nn.LayerNorm(config.hidden)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        x = self.attention_norm(x + self.dropout(self.attention(x, keep)))
+    def forward(self, x: torch.Tensor, keep: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """last_only: only the last position's output, [B, 1, H] (it still attends to all)."""
+        attended = self.attention(x, keep, last_only)
+        x = self.attention_norm((x[:, -1:] if last_only else x) + self.dropout(attended))
         return self.feed_forward_norm(x + self.dropout(self.feed_forward(x)))
 
 
@@ -94,7 +150,7 @@ class BERT4Rec(nn.Module):
         self.item_embedding = nn.Embedding(config.vocab_size, config.hidden, padding_idx=PAD_INDEX)
         self.position_embedding = nn.Embedding(config.max_seq_len, config.hidden)
         self.embedding_norm = nn.LayerNorm(config.hidden)
-        self.embedding_dropout = nn.Dropout(config.dropout)
+        self.embedding_dropout = Dropout(config.dropout)
         self.blocks = nn.ModuleList(EncoderBlock(config) for _ in range(config.layers))
         # The output layer of the BERT4Rec paper: a GELU projection, then scores against the
         # item embeddings themselves (shared weights) plus a bias per item. Sharing the table
@@ -128,8 +184,10 @@ class BERT4Rec(nn.Module):
         log_counts = torch.log1p(counts[titles].to(self.output_bias.dtype))
         self.output_bias[titles] = log_counts - log_counts.mean()
 
-    def encode(self, items: torch.Tensor) -> torch.Tensor:
-        """[B, L] item indices -> [B, L, hidden] contextual states."""
+    def encode(self, items: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """[B, L] item indices -> [B, L, hidden] contextual states; with last_only [B, 1, hidden],
+        the last position's alone: the last block then skips its other queries and their
+        feed-forward, which nothing reads when only the newest position is scored."""
         length = items.shape[1]
         if length > self.config.max_seq_len:
             raise ValueError(f"sequence of {length} is longer than max_seq_len")
@@ -141,16 +199,18 @@ class BERT4Rec(nn.Module):
         x = self.item_embedding(items) + self.position_embedding(positions)
         x = self.embedding_dropout(self.embedding_norm(x))
         keep = items != PAD_INDEX
-        for block in self.blocks:
-            x = block(x, keep)
+        for i, block in enumerate(self.blocks):
+            x = block(x, keep, last_only=last_only and i == len(self.blocks) - 1)
         return x
 
     def item_logits(self, states: torch.Tensor) -> torch.Tensor:
         """[..., hidden] -> [..., vocab] scores; padding and special tokens get -inf, so they can
         never be predicted, recommended or counted as a hit."""
         h = self.output_norm(F.gelu(self.output_transform(states)))
-        logits = h @ self.item_embedding.weight.T + self.output_bias
-        return logits.masked_fill(self.not_a_title, float("-inf"))
+        # -inf goes into the bias, a vector, and the bias into the matrix product: no extra
+        # pass over the [..., vocab] scores.
+        bias = self.output_bias.masked_fill(self.not_a_title, float("-inf"))
+        return F.linear(h, self.item_embedding.weight, bias)
 
     def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Training: logits only at the masked positions, [M, vocab] in row-major order of
@@ -161,7 +221,7 @@ class BERT4Rec(nn.Module):
 
     def next_item_logits(self, inputs: torch.Tensor) -> torch.Tensor:
         """[B, vocab] scores for the MASK in the last column (data.next_item_inputs)."""
-        return self.item_logits(self.encode(inputs)[:, -1])
+        return self.item_logits(self.encode(inputs, last_only=True)[:, -1])
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -5,7 +5,14 @@ import torch
 
 from bert4rec import checkpoint
 from bert4rec.data import ItemMapping
-from bert4rec.model import BERT4Rec, ModelConfig, masked_loss
+from bert4rec.model import (
+    BERT4Rec,
+    ModelConfig,
+    attention_with_dropout,
+    dropout,
+    keep_mask,
+    masked_loss,
+)
 
 NUM_ITEMS = 30
 MASK = NUM_ITEMS + 1
@@ -63,12 +70,59 @@ def test_padding_changes_nothing():
         )
 
 
+def test_next_item_logits_are_the_full_encoding_at_the_last_position():
+    model = tiny_model(layers=3).eval()
+    inputs = torch.tensor([[0, 0, 4, 7, 2, MASK], [3, 5, 8, 1, 6, MASK]])
+    with torch.no_grad():
+        full = model.item_logits(model.encode(inputs)[:, -1])
+        assert torch.allclose(model.next_item_logits(inputs), full, atol=1e-5)
+
+
 def test_attention_is_bidirectional():
     model = tiny_model().eval()
     with torch.no_grad():
         a = model.encode(torch.tensor([[4, MASK, 2]]))[0, 1]
         b = model.encode(torch.tensor([[4, MASK, 9]]))[0, 1]
     assert not torch.allclose(a, b)  # the title after the MASK matters
+
+
+def test_keep_mask_drops_the_asked_share_independently():
+    torch.manual_seed(0)
+    keep = keep_mask(torch.Size([64, 1001]), 0.2, torch.device("cpu"))  # not a multiple of 4
+    assert keep.shape == (64, 1001) and keep.dtype == torch.bool
+    assert keep.float().mean().item() == pytest.approx(0.8, abs=0.005)
+    # Four masks share one 64-bit draw: neighbours must not be correlated.
+    a, b = keep[:, :-1].flatten().float(), keep[:, 1:].flatten().float()
+    assert torch.corrcoef(torch.stack([a, b]))[0, 1].abs() < 0.02
+    torch.manual_seed(0)
+    assert torch.equal(keep, keep_mask(torch.Size([64, 1001]), 0.2, torch.device("cpu")))
+
+
+def test_dropout_keeps_the_expected_value_and_its_gradient_follows_the_mask():
+    torch.manual_seed(0)
+    x = torch.ones(200, 500, requires_grad=True)
+    y = dropout(x, 0.25, training=True)
+    kept = y != 0
+    assert kept.float().mean().item() == pytest.approx(0.75, abs=0.01)
+    assert torch.allclose(y[kept], torch.tensor(1 / 0.75))  # scaled, so the mean stays 1
+    y.sum().backward()
+    assert torch.equal(x.grad != 0, kept)
+    assert dropout(x, 0.25, training=False) is x
+
+
+def test_attention_with_dropout_is_scaled_dot_product_attention():
+    """The CPU training path spells attention out to draw its own dropout masks: without
+    dropping anything it must be torch's attention, padding mask included, and on average
+    over masks it must be the attention without dropout."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 6, 4) for _ in range(3))
+    keep = torch.tensor([[True] * 6, [False, False] + [True] * 4, [False] * 5 + [True]])
+    expected = torch.nn.functional.scaled_dot_product_attention(
+        q, k, v, attn_mask=keep[:, None, None, :]
+    )
+    assert torch.allclose(attention_with_dropout(q, k, v, keep, 0.0), expected, atol=1e-6)
+    mean = torch.stack([attention_with_dropout(q, k, v, keep, 0.3) for _ in range(4000)]).mean(0)
+    assert torch.allclose(mean, expected, atol=0.05)
 
 
 def test_longer_than_max_seq_len_is_refused():

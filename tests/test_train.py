@@ -184,15 +184,19 @@ def test_planted_pattern_is_learned_far_above_popularity(reference):
 def test_trained_model_never_ranks_padding_or_tokens_and_follows_chains(reference, planted_db):
     loaded = checkpoint.load_model(reference[0] / "models/best_model.pth")
     mapping, model = loaded.mapping, loaded.model
-    # A new user (never in training) who watched parts 0, 1, 2 of chain 3: part 3 comes next.
-    history = data.encode_history([100 + 3 * 6 + p for p in range(3)], mapping)
-    inputs = data.next_item_inputs([history.items], mapping.mask_index, max_seq_len=20)
-    with torch.no_grad():
-        logits = model.next_item_logits(inputs)[0]
-    ranked = logits.topk(mapping.num_items).indices
-    assert ((ranked >= 1) & (ranked <= mapping.num_items)).all()
-    top = [mapping.anime_id(int(i)) for i in ranked if int(i) not in set(history.items)]
-    assert 100 + 3 * 6 + 3 in top[:3]
+    followed = 0
+    for chain in range(8):
+        # A new user (never in training) who watched parts 0, 1, 2 of a chain: part 3 is next.
+        history = data.encode_history([100 + chain * 6 + p for p in range(3)], mapping)
+        inputs = data.next_item_inputs([history.items], mapping.mask_index, max_seq_len=20)
+        with torch.no_grad():
+            logits = model.next_item_logits(inputs)[0]
+        ranked = logits.topk(mapping.num_items).indices
+        assert ((ranked >= 1) & (ranked <= mapping.num_items)).all()
+        top = [mapping.anime_id(int(i)) for i in ranked if int(i) not in set(history.items)]
+        followed += 100 + chain * 6 + 3 in top[:5]
+    # One small run: most chains, not every one (by chance: about 1 in 10 per chain).
+    assert followed >= 6
 
 
 def test_resume_repeats_an_uninterrupted_run(reference, tmp_path):
