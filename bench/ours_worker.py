@@ -33,7 +33,7 @@ import torch  # noqa: E402
 
 from bench.recbole_worker import measured, peak_rss_mb, reset_peak_rss, vm_hwm_mb  # noqa: E402
 from bert4rec import config as config_module  # noqa: E402
-from bert4rec import train  # noqa: E402
+from bert4rec import model, train  # noqa: E402
 from bert4rec.data import PAD_INDEX, MaskedBatch  # noqa: E402
 
 
@@ -76,6 +76,8 @@ def measure(args: argparse.Namespace) -> dict:
     }
     if args.no_keep_freed_memory:  # glibc's defaults: large blocks unmapped when freed
         train.keep_freed_memory = lambda: False
+    if args.torch_dropout:  # torch's own dropout masks (bernoulli_), attention included
+        use_torch_dropout()
     with tempfile.TemporaryDirectory() as output:
         config = replace(config_module.from_dict(settings), output=output)
         config.validate()
@@ -108,6 +110,7 @@ def measure(args: argparse.Namespace) -> dict:
             "length_buckets": config.length_buckets,
             "keep_freed_memory": not args.no_keep_freed_memory,
             "compile": config.compile,
+            "packed_bit_dropout": not args.torch_dropout,
         },
         "model": "BERT4Rec",
         "sample_definition": (
@@ -126,6 +129,17 @@ def measure(args: argparse.Namespace) -> dict:
             "python": platform.python_version(),
         },
     }
+
+
+def use_torch_dropout() -> None:
+    """Train with torch's dropout, as before model.keep_mask: F.dropout, and the attention
+    weights dropped inside scaled_dot_product_attention."""
+    model.dropout = lambda x, p, training: torch.nn.functional.dropout(x, p, training)
+    model.attention_with_dropout = lambda q, k, v, keep, p: (
+        torch.nn.functional.scaled_dot_product_attention(
+            q, k, v, attn_mask=keep[:, None, None, :], dropout_p=p
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         help="leave glibc's malloc thresholds alone (train.keep_freed_memory off)",
     )
     parser.add_argument("--compile", action="store_true", help="train with --compile")
+    parser.add_argument(
+        "--torch-dropout",
+        action="store_true",
+        help="torch's dropout (bernoulli_ masks) instead of model.keep_mask's packed bits",
+    )
     args = parser.parse_args(argv)
     print(json.dumps(measure(args)), flush=True)
     return 0

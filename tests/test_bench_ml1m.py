@@ -67,14 +67,16 @@ def test_bench_speed_runs_every_variant_and_writes_a_table(store, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(results.read_text(encoding="utf-8"))
     names = [row["variant"] for row in summary["table"]]
-    assert names[0].startswith("float32") and len(names) == 4
+    assert names[0].startswith("float32") and len(names) == 5
     first, *_, preset = (runs[0] for runs in summary["runs"].values())
     assert first["training_precision"] == "float32"
     assert first["variant"] == {
         "length_buckets": False,
         "keep_freed_memory": False,
         "compile": False,
+        "packed_bit_dropout": False,
     }
     assert preset["variant"]["length_buckets"] and preset["variant"]["keep_freed_memory"]
+    assert preset["variant"]["packed_bit_dropout"]
     assert all(row["sequences_per_s"] > 0 for row in summary["table"])
     assert "gain" in done.stdout
