@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         if not db_path.is_file():
             movielens.import_file(db_path, movielens.fetch_ml1m(args.cache or None))
         variants = VARIANTS + ((COMPILE_VARIANT,) if args.compile else ())
+        width = max(len(name) for name, _ in variants)
         settings = Settings(
             sequences=args.sequences,
             batch_size=args.batch_size,
@@ -92,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                 result = run_ours(db_path, settings, *flags)
                 runs[name].append(result)
                 print(
-                    f"round {round_number}: {name:34s} {result['sequences_per_s']:7.1f} seq/s, "
+                    f"round {round_number}: {name:{width}s} "
+                    f"{result['sequences_per_s']:7.1f} seq/s, "
                     f"peak RSS {result['peak_rss_mb']:6.0f} MB",
                     flush=True,
                 )
@@ -102,12 +104,12 @@ def main(argv: list[str] | None = None) -> int:
 
     first = statistics.median(r["sequences_per_s"] for r in runs[variants[0][0]])
     table = []
-    print(f"\n{'variant':34s} {'seq/s':>8s} {'gain':>6s} {'peak RSS':>9s}")
+    print(f"\n{'variant':{width}s} {'seq/s':>8s} {'gain':>6s} {'peak RSS':>9s}")
     for name, _ in variants:
         speed = statistics.median(r["sequences_per_s"] for r in runs[name])
         memory = statistics.median(r["peak_rss_mb"] for r in runs[name])
         table.append({"variant": name, "sequences_per_s": speed, "peak_rss_mb": memory})
-        print(f"{name:34s} {speed:8.1f} {speed / first:5.2f}x {memory:7.0f} MB")
+        print(f"{name:{width}s} {speed:8.1f} {speed / first:5.2f}x {memory:7.0f} MB")
     if args.json:
         summary = {
             "protocol": "training sequences per second, ml1m preset network, leave-one-out "

@@ -254,7 +254,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": 128,
         "lr": 4e-3,
         # Validate and keep an average of the weights (about the last ten epochs'): smoother,
-        # and better on validation from epoch 40 on.
+        # ahead on validation from epoch 38 to about 330 of the 400, level after.
         "ema_decay": 0.998,
         "popularity_init": True,
         "length_buckets": True,

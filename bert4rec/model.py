@@ -52,11 +52,17 @@ def keep_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor
     return chunks >= torch.iinfo(torch.int16).min + round(p * _CHUNK_VALUES)
 
 
+def uses_packed_masks(x: torch.Tensor, p: float, training: bool) -> bool:
+    """Whether dropout of x draws keep_mask's masks: when training on the CPU with 0 < p < 1.
+    Elsewhere torch's own dropout (fused on GPUs) or none."""
+    return training and 0.0 < p < 1.0 and x.device.type == "cpu"
+
+
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """F.dropout, with keep_mask's masks on the CPU; elsewhere torch's own (fused) dropout."""
+    """F.dropout, with keep_mask's masks where uses_packed_masks says so."""
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu" or p >= 1.0:
+    if not uses_packed_masks(x, p, training):
         return F.dropout(x, p, training=True)
     return (x * keep_mask(x.shape, p, x.device)).mul_(1.0 / (1.0 - p))
 
@@ -101,7 +107,7 @@ class SelfAttention(nn.Module):
         # [B, L, H] -> [B, heads, L, H / heads]
         q, k, v = (t.view(batch, t.shape[1], self.heads, -1).transpose(1, 2) for t in (q, k, v))
         # keep: [B, L] True for real tokens, broadcast over heads and queries (a key-padding mask).
-        if self.training and self.dropout > 0.0 and x.device.type == "cpu":
+        if uses_packed_masks(x, self.dropout, self.training):
             y = attention_with_dropout(q, k, v, keep, self.dropout)
         else:
             y = F.scaled_dot_product_attention(
