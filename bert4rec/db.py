@@ -13,7 +13,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -76,12 +76,44 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX bert_user_anime_list_anime ON bert_user_anime_list (anime_id);
     CREATE TABLE bert_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 2 -> 3: how titles relate (franchise order) and what they look like (cover, page).
+    # relations_fetched_at is NULL until a title's edges were asked for, so a re-run of stage 1
+    # knows which titles still need them (a title with no edges has an empty set, not NULL).
+    """
+    ALTER TABLE bert_anime ADD COLUMN cover_medium TEXT;
+    ALTER TABLE bert_anime ADD COLUMN cover_large TEXT;
+    ALTER TABLE bert_anime ADD COLUMN site_url TEXT;
+    ALTER TABLE bert_anime ADD COLUMN relations_fetched_at INTEGER;
+    CREATE TABLE bert_anime_relation (
+        anime_id      INTEGER NOT NULL,
+        related_id    INTEGER NOT NULL,
+        relation_type TEXT NOT NULL,
+        PRIMARY KEY (anime_id, related_id, relation_type)
+    );
+    CREATE INDEX bert_anime_relation_related ON bert_anime_relation (related_id);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 USER_STATES = ("loaded", "too_few", "not_found", "private", "failed")
 # AniList's MediaListStatus values; every one but PLANNING counts as watched.
 WATCHED_STATUSES = ("CURRENT", "COMPLETED", "DROPPED", "PAUSED", "REPEATING")
+# AniList's MediaRelation values (the relationType of a relations edge).
+RELATION_TYPES = (
+    "ADAPTATION",
+    "PREQUEL",
+    "SEQUEL",
+    "PARENT",
+    "SIDE_STORY",
+    "CHARACTER",
+    "SUMMARY",
+    "ALTERNATIVE",
+    "SPIN_OFF",
+    "OTHER",
+    "SOURCE",
+    "COMPILATION",
+    "CONTAINS",
+)
 
 
 class DatabaseError(Exception):
@@ -112,6 +144,9 @@ class Anime:
     is_adult: bool = False
     tags: tuple[str, ...] = ()
     popularity_rank: int | None = None
+    cover_medium: str | None = None
+    cover_large: str | None = None
+    site_url: str | None = None
 
     @property
     def title(self) -> str:
@@ -258,6 +293,9 @@ _ANIME_COLUMNS = (
     "is_adult",
     "tags",
     "popularity_rank",
+    "cover_medium",
+    "cover_large",
+    "site_url",
     "fetched_at",
 )
 
@@ -286,6 +324,9 @@ def _anime_row(anime: Anime, fetched_at: int) -> tuple:
         int(anime.is_adult),
         json.dumps(list(anime.tags), ensure_ascii=False),
         anime.popularity_rank,
+        anime.cover_medium,
+        anime.cover_large,
+        anime.site_url,
         fetched_at,
     )
 
@@ -380,6 +421,9 @@ def _anime_from_row(row: sqlite3.Row) -> Anime:
         is_adult=bool(row["is_adult"]),
         tags=tuple(json.loads(row["tags"] or "[]")),
         popularity_rank=row["popularity_rank"],
+        cover_medium=row["cover_medium"],
+        cover_large=row["cover_large"],
+        site_url=row["site_url"],
     )
 
 
@@ -390,6 +434,64 @@ def load_catalogue(conn: sqlite3.Connection) -> list[Anime]:
         "ORDER BY popularity_rank IS NULL, popularity_rank, popularity DESC, anime_id"
     )
     return [_anime_from_row(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class Relation:
+    """One AniList relations edge: `anime_id` (a catalogue title) is related to `related_id`
+    (any AniList title, in the catalogue or not) as `relation_type` (RELATION_TYPES): for
+    example (2, 1, "PREQUEL") says title 1 is the prequel of title 2."""
+
+    anime_id: int
+    related_id: int
+    relation_type: str
+
+
+def store_relations(conn: sqlite3.Connection, relations: Mapping[int, Iterable[Relation]]) -> None:
+    """Replace the edges of each title in `relations` (anime_id -> its edges, maybe none) and
+    mark them fetched, in one transaction."""
+    with transaction(conn):
+        _store_relations(conn, relations)
+
+
+def _store_relations(conn: sqlite3.Connection, relations: Mapping[int, Iterable[Relation]]) -> None:
+    now = int(time.time())
+    for anime_id, edges in relations.items():
+        conn.execute("DELETE FROM bert_anime_relation WHERE anime_id = ?", (anime_id,))
+        rows = []
+        for edge in edges:
+            if edge.anime_id != anime_id:
+                raise ValueError(f"edge {edge} stored under title {anime_id}")
+            rows.append((edge.anime_id, edge.related_id, edge.relation_type))
+        conn.executemany(
+            "INSERT OR IGNORE INTO bert_anime_relation (anime_id, related_id, relation_type) "
+            "VALUES (?, ?, ?)",
+            rows,
+        )
+        conn.execute(
+            "UPDATE bert_anime SET relations_fetched_at = ? WHERE anime_id = ?", (now, anime_id)
+        )
+
+
+def load_relations(conn: sqlite3.Connection) -> dict[int, tuple[Relation, ...]]:
+    """Every stored edge, by the title it starts from (titles without edges are absent)."""
+    found: dict[int, list[Relation]] = {}
+    rows = conn.execute(
+        "SELECT anime_id, related_id, relation_type FROM bert_anime_relation "
+        "ORDER BY anime_id, relation_type, related_id"
+    )
+    for anime_id, related_id, relation_type in rows:
+        found.setdefault(anime_id, []).append(Relation(anime_id, related_id, relation_type))
+    return {anime_id: tuple(edges) for anime_id, edges in found.items()}
+
+
+def anime_ids_without_relations(conn: sqlite3.Connection) -> list[int]:
+    """Catalogue titles whose edges were never fetched, most popular first."""
+    rows = conn.execute(
+        "SELECT anime_id FROM bert_anime WHERE relations_fetched_at IS NULL "
+        "ORDER BY popularity_rank IS NULL, popularity_rank, anime_id"
+    )
+    return [r[0] for r in rows]
 
 
 # --- users and their lists -------------------------------------------------------------------

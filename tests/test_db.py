@@ -98,3 +98,57 @@ def test_rescreen_moves_users_by_their_stored_watched_count(tmp_path):
     assert db.rescreen_users(conn, 3) == (1, 0)  # PLANNING does not count
     assert db.rescreen_users(conn, 5) == (0, 2)  # Many: 4 titles once duplicates collapse
     assert db.count_users_by_state(conn) == {"too_few": 2}
+
+
+def test_migrates_version_2_file_keeping_every_row(tmp_path):
+    path = tmp_path / "v2.db"
+    old = sqlite3.connect(path)
+    old.executescript(db.MIGRATIONS[0] + db.MIGRATIONS[1] + "PRAGMA user_version = 2;")
+    old.execute(
+        "INSERT INTO bert_anime (anime_id, title_romaji, popularity_rank) VALUES (5, 'X', 1)"
+    )
+    old.execute("INSERT INTO bert_users (user_name, user_id, state) VALUES ('A', 7, 'loaded')")
+    old.execute(
+        "INSERT INTO bert_user_anime_list (user_id, anime_id, status) VALUES (7, 5, 'COMPLETED')"
+    )
+    old.commit()
+    old.close()
+    conn = db.connect(path)
+    assert db.schema_version(conn) == db.SCHEMA_VERSION
+    (anime,) = db.load_catalogue(conn)
+    assert (anime.anime_id, anime.title_romaji, anime.cover_large, anime.site_url) == (
+        5,
+        "X",
+        None,
+        None,
+    )
+    assert [e.anime_id for e in db.load_history(conn, "a").entries] == [5]
+    assert db.anime_ids_without_relations(conn) == [5]
+    assert db.load_relations(conn) == {}
+
+
+def test_relations_and_covers_round_trip(tmp_path):
+    conn = db.connect(tmp_path / "bert.db")
+    db.upsert_anime(
+        conn,
+        [
+            db.Anime(
+                1, "S1", popularity_rank=1, cover_large="http://x/1.png", site_url="http://a/1"
+            ),
+            db.Anime(2, "S2", popularity_rank=2),
+        ],
+    )
+    db.store_relations(
+        conn, {2: [db.Relation(2, 1, "PREQUEL"), db.Relation(2, 99, "SUMMARY")], 1: []}
+    )
+    assert db.load_relations(conn) == {
+        2: (db.Relation(2, 1, "PREQUEL"), db.Relation(2, 99, "SUMMARY"))
+    }
+    assert db.anime_ids_without_relations(conn) == []  # title 1 was asked for and has none
+    db.store_relations(conn, {2: [db.Relation(2, 3, "SEQUEL")]})  # replaces, never adds up
+    assert db.load_relations(conn) == {2: (db.Relation(2, 3, "SEQUEL"),)}
+    first = db.load_catalogue(conn)[0]
+    assert (first.cover_large, first.site_url) == ("http://x/1.png", "http://a/1")
+    with pytest.raises(ValueError):
+        db.store_relations(conn, {1: [db.Relation(2, 1, "PREQUEL")]})
+    assert db.load_relations(conn) == {2: (db.Relation(2, 3, "SEQUEL"),)}  # rolled back
