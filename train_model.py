@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bert4rec import config, db
+from bert4rec import config, db, tuning
 from bert4rec.checkpoint import CheckpointError
 from bert4rec.data import DataError
 from bert4rec.train import TrainingError, TrainingInterrupted, config_for_resume, train
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    tuning.tune_for_training(settings)  # this process is ours: allocator, threads, oneDNN
     try:
         train(settings)
     except TrainingInterrupted:

@@ -10,11 +10,12 @@ it prints the median sequences per second of each, its gain over the first, and 
 
 What the variants change (bert4rec/train.py, bert4rec/data.py):
 - float32, random batches: every batch padded to its longest sequence, glibc's malloc defaults.
-- keep freed memory: glibc keeps the step's large freed blocks for reuse (train.keep_freed_memory).
+- keep freed memory: glibc keeps the step's large freed blocks for reuse (tuning.keep_freed_memory).
 - length buckets: batches of similar lengths, so almost no padding is computed (--length-buckets).
 - bf16: training steps in bfloat16 on a CPU that computes it natively (--cpu-bf16).
-- packed-bit dropout: dropout masks from 16-bit slices of 64-bit random draws (model.keep_mask)
-  instead of torch's bernoulli_, one draw per element, attention weights included.
+- packed-bit dropout: dropout masks from 16-bit slices of 64-bit random draws (--dropout-masks
+  packed, bert4rec/packed_dropout.py) instead of torch's bernoulli_, one draw per element,
+  attention weights included.
 - compile: torch.compile around the training module (--compile), only with --compile here.
 Present from the start in every variant: logits at masked positions only (non-titles at -inf
 through the output bias, no pass over the scores), collation by array operations, threads set to

@@ -33,8 +33,9 @@ import torch  # noqa: E402
 
 from bench.recbole_worker import measured, peak_rss_mb, reset_peak_rss, vm_hwm_mb  # noqa: E402
 from bert4rec import config as config_module  # noqa: E402
-from bert4rec import model, train  # noqa: E402
-from bert4rec.data import PAD_INDEX, MaskedBatch  # noqa: E402
+from bert4rec import train, tuning  # noqa: E402
+from bert4rec.data import MaskedBatch  # noqa: E402
+from bert4rec.vocab import PAD_INDEX  # noqa: E402
 
 
 class Batches:
@@ -73,14 +74,14 @@ def measure(args: argparse.Namespace) -> dict:
         "cpu_bf16": config_module.PRESETS["ml1m"]["cpu_bf16"] and not args.float32,
         "length_buckets": config_module.PRESETS["ml1m"]["length_buckets"] and not args.no_buckets,
         "compile": args.compile,
+        # torch's own dropout masks (bernoulli_), attention included, with --torch-dropout
+        "dropout_masks": "torch" if args.torch_dropout else "packed",
     }
-    if args.no_keep_freed_memory:  # glibc's defaults: large blocks unmapped when freed
-        train.keep_freed_memory = lambda: False
-    if args.torch_dropout:  # torch's own dropout masks (bernoulli_), attention included
-        use_torch_dropout()
     with tempfile.TemporaryDirectory() as output:
         config = replace(config_module.from_dict(settings), output=output)
         config.validate()
+        # glibc's defaults (large blocks unmapped when freed) with --no-keep-freed-memory
+        tuning.tune_for_training(config, keep_freed=not args.no_keep_freed_memory)
         started = time.perf_counter()
         run = train.start_run(config, train.OutputPaths(Path(output)))  # logs nothing here
         setup_s = time.perf_counter() - started
@@ -131,17 +132,6 @@ def measure(args: argparse.Namespace) -> dict:
     }
 
 
-def use_torch_dropout() -> None:
-    """Train with torch's dropout, as before model.keep_mask: F.dropout, and the attention
-    weights dropped inside scaled_dot_product_attention."""
-    model.dropout = lambda x, p, training: torch.nn.functional.dropout(x, p, training)
-    model.attention_with_dropout = lambda q, k, v, keep, p: (
-        torch.nn.functional.scaled_dot_product_attention(
-            q, k, v, attn_mask=keep[:, None, None, :], dropout_p=p
-        )
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", required=True, help="the MovieLens store (bench/movielens.py)")
@@ -161,13 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-keep-freed-memory",
         action="store_true",
-        help="leave glibc's malloc thresholds alone (train.keep_freed_memory off)",
+        help="leave glibc's malloc thresholds alone (tuning.keep_freed_memory off)",
     )
     parser.add_argument("--compile", action="store_true", help="train with --compile")
     parser.add_argument(
         "--torch-dropout",
         action="store_true",
-        help="torch's dropout (bernoulli_ masks) instead of model.keep_mask's packed bits",
+        help="--dropout-masks torch: torch's dropout (bernoulli_ masks) instead of packed bits",
     )
     args = parser.parse_args(argv)
     print(json.dumps(measure(args)), flush=True)

@@ -19,6 +19,7 @@ import argparse
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any
 
+from .packed_dropout import DROPOUT_MASKS
 from .paths import DEFAULT_DB_PATH, DEFAULT_OUTPUT_DIR
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -131,6 +132,13 @@ class TrainConfig:
         None, "feed-forward inner size", type=int, shown_default="4 x --hidden, as in BERT"
     )
     dropout: float = _setting(0.1, "dropout on embeddings, attention and feed-forward outputs")
+    dropout_masks: str = _setting(
+        "packed",
+        "how dropout draws its masks: packed takes four 16-bit numbers from each 64-bit random "
+        "draw when training on a CPU (about 1.7x faster steps there; GPUs keep torch's fused "
+        "dropout), torch uses torch's dropout everywhere; the two draw different masks",
+        choices=DROPOUT_MASKS,
+    )
     popularity_init: bool = _setting(
         False,
         "start the output bias at each title's log count in the training data, so training "

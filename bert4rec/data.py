@@ -1,9 +1,8 @@
 """From stored watch lists to the model's inputs: item mapping, sequences, split, masked batches.
 
 Item indices
-    0 is padding; the catalogue's titles are 1..N, most popular first; N + 1 is the MASK token and
-    N + 2 a reserved special token (the spec's third one, never used as input or output), so the
-    embedding table has N + 3 rows. Only 1..N can ever be a target or a recommendation.
+    The token layout of bert4rec/vocab.py: 0 padding, the catalogue's titles 1..N (most popular
+    first), N + 1 MASK, N + 2 reserved.
 
 A user's sequence (the watch order)
     1. Keep the entries whose status is not PLANNING (CURRENT, COMPLETED, DROPPED, PAUSED and
@@ -50,11 +49,10 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from . import db
+from . import db, vocab
 from .config import LEAVE_ONE_OUT_MIN_ITEMS, SPLITS
+from .vocab import NUM_SPECIAL_TOKENS, PAD_INDEX
 
-PAD_INDEX = 0
-NUM_SPECIAL_TOKENS = 3  # padding, MASK, reserved: the embedding table has N + 3 rows
 MAPPING_FORMAT = "bert4rec-item-mapping"
 
 
@@ -82,15 +80,15 @@ class ItemMapping:
 
     @property
     def mask_index(self) -> int:
-        return self.num_items + 1
+        return vocab.mask_index(self.num_items)
 
     @property
     def reserved_index(self) -> int:
-        return self.num_items + 2
+        return vocab.reserved_index(self.num_items)
 
     @property
     def vocab_size(self) -> int:
-        return self.num_items + NUM_SPECIAL_TOKENS
+        return vocab.vocab_size(self.num_items)
 
     @cached_property
     def _index_of(self) -> dict[int, int]:

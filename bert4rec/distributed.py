@@ -42,9 +42,10 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from .data import PAD_INDEX, BERT4RecDataset, MaskedBatch, NextItemCases
+from .data import BERT4RecDataset, MaskedBatch, NextItemCases
 from .metrics import TopKAccuracy
 from .model import masked_loss
+from .vocab import PAD_INDEX
 
 # Longer than any honest wait at a collective (rank 0 writing plots and checkpoints while the
 # others wait for the next step), short enough that a lost node ends the run the same hour.

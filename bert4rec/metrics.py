@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import vocab
 from .data import ItemMapping, NextItemCases, next_item_inputs, seen_items
 
 TOP_K = (1, 5, 10, 20)
@@ -102,6 +103,13 @@ class NextItemScores(NamedTuple):
     accuracy: dict[int, float]  # Top-K accuracy of the hidden titles, nothing excluded
 
 
+def not_a_title_mask(num_items: int) -> torch.Tensor:
+    """[vocab] True for padding and the special tokens (vocab.py): never a target or a hit."""
+    mask = torch.ones(vocab.vocab_size(num_items), dtype=torch.bool)
+    mask[vocab.title_slice(num_items)] = False
+    return mask
+
+
 def score_next_items(
     cases: NextItemCases,
     score: Callable[[torch.Tensor], torch.Tensor],
@@ -116,8 +124,7 @@ def score_next_items(
 
     Cases are scored in order of history length, so that a batch is padded only a little; the
     results come back in the cases' own order."""
-    not_a_title = torch.ones(mapping.vocab_size, dtype=torch.bool)
-    not_a_title[1 : mapping.num_items + 1] = False
+    not_a_title = not_a_title_mask(mapping.num_items)
     lengths = np.array([min(len(h), max_seq_len) for h in cases.histories], dtype=np.int64)
     by_length = np.argsort(lengths, kind="stable")
     ranks = torch.zeros(len(by_length), dtype=torch.long)
@@ -157,9 +164,7 @@ def popularity_scores(
     counts = np.bincount(np.concatenate(list(sequences)), minlength=vocab_size).astype(np.float64)
     tie_break = 0.5 * (1.0 - np.arange(vocab_size) / vocab_size)  # < 1: never beats a count
     scores = torch.from_numpy(counts + tie_break)
-    scores[0] = float("-inf")
-    scores[num_items + 1 :] = float("-inf")
-    return scores
+    return scores.masked_fill(not_a_title_mask(num_items), float("-inf"))
 
 
 # --- the record of a run -----------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """BERT4Rec: a bidirectional Transformer that predicts masked titles of a watch sequence.
 
 Read top to bottom: the config, dropout, one attention layer, one feed-forward layer, one encoder
-block, then the network. Inputs are left-padded [B, L] item indices (see data.py): 0 is padding,
-1..num_items are titles, num_items + 1 is MASK, num_items + 2 is reserved.
+block, then the network. Inputs are left-padded [B, L] item indices in the token layout of
+vocab.py (0 padding, 1..num_items titles, num_items + 1 MASK, num_items + 2 reserved). Besides
+torch it imports vocab.py and packed_dropout.py, which depend on nothing but torch.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import NUM_SPECIAL_TOKENS, PAD_INDEX
+from . import packed_dropout, vocab
+from .packed_dropout import DROPOUT_MASKS
+from .vocab import PAD_INDEX
 
 
 @dataclass(frozen=True)
@@ -25,67 +28,40 @@ class ModelConfig:
     heads: int
     ff_dim: int
     dropout: float
+    # "packed": dropout masks from packed random bits when training on the CPU (packed_dropout.py;
+    # GPUs keep torch's fused dropout); "torch": torch's dropout everywhere.
+    dropout_masks: str = "packed"
+
+    def __post_init__(self) -> None:
+        if self.dropout_masks not in DROPOUT_MASKS:
+            raise ValueError(f"dropout_masks must be one of {DROPOUT_MASKS}")
 
     @property
     def vocab_size(self) -> int:
-        return self.num_items + NUM_SPECIAL_TOKENS
+        return vocab.vocab_size(self.num_items)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-# Dropout masks on the CPU come from packed random bits: one 64-bit draw gives four 16-bit
-# numbers, each compared with a threshold. torch's bernoulli_ draws one number per element and took
-# about a third of a CPU training step (the attention weights alone are B x heads x L x L); this
-# costs a fifth of that. The drop probability is rounded to a multiple of 1/65536.
-_CHUNKS_PER_DRAW = 4
-_CHUNK_VALUES = 1 << 16
-
-
-def keep_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor:
-    """Bool mask of `shape`, each element False (dropped) with probability p, from the default
-    generator (so seeding torch makes it reproducible)."""
-    count = shape.numel()
-    draws = torch.empty(-(-count // _CHUNKS_PER_DRAW), dtype=torch.int64, device=device)
-    draws.random_(torch.iinfo(torch.int64).min, None)  # every bit random
-    chunks = draws.view(torch.int16)[:count].view(shape)  # uniform over -32768..32767
-    return chunks >= torch.iinfo(torch.int16).min + round(p * _CHUNK_VALUES)
-
-
-def uses_packed_masks(x: torch.Tensor, p: float, training: bool) -> bool:
-    """Whether dropout of x draws keep_mask's masks: when training on the CPU with 0 < p < 1.
-    Elsewhere torch's own dropout (fused on GPUs) or none."""
-    return training and 0.0 < p < 1.0 and x.device.type == "cpu"
-
-
-def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """F.dropout, with keep_mask's masks where uses_packed_masks says so."""
+def dropout(x: torch.Tensor, p: float, training: bool, masks: str) -> torch.Tensor:
+    """F.dropout; with masks="packed", packed_dropout's masks where it applies (CPU training)."""
     if not training or p == 0.0:
         return x
-    if not uses_packed_masks(x, p, training):
-        return F.dropout(x, p, training=True)
-    return (x * keep_mask(x.shape, p, x.device)).mul_(1.0 / (1.0 - p))
+    if masks == "packed" and packed_dropout.uses_packed_masks(x, p, training):
+        return packed_dropout.dropout(x, p)
+    return F.dropout(x, p, training=True)
 
 
 class Dropout(nn.Dropout):
-    """nn.Dropout through `dropout` above."""
+    """nn.Dropout through `dropout` above, with the network's dropout_masks setting."""
+
+    def __init__(self, p: float, masks: str) -> None:
+        super().__init__(p)
+        self.masks = masks
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return dropout(x, self.p, self.training)
-
-
-def attention_with_dropout(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep: torch.Tensor, p: float
-) -> torch.Tensor:
-    """What scaled_dot_product_attention computes with dropout_p=p, spelled out so the dropout
-    on the attention weights is keep_mask's (the CPU's fused attention cannot drop out; its
-    fallback draws with bernoulli_). Scales are applied to the small tensors (q, the output),
-    not to the B x heads x L x L weights: the same result with two passes over them fewer."""
-    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
-    scores = scores.masked_fill(~keep[:, None, None, :], float("-inf"))
-    weights = scores.softmax(dim=-1)
-    weights = weights * keep_mask(scores.shape, p, q.device).to(weights.dtype)
-    return (weights @ v) * (1.0 / (1.0 - p))
+        return dropout(x, self.p, self.training, self.masks)
 
 
 class SelfAttention(nn.Module):
@@ -95,6 +71,7 @@ class SelfAttention(nn.Module):
         super().__init__()
         self.heads = config.heads
         self.dropout = config.dropout
+        self.packed = config.dropout_masks == "packed"
         self.qkv = nn.Linear(config.hidden, 3 * config.hidden)
         self.proj = nn.Linear(config.hidden, config.hidden)
 
@@ -107,8 +84,8 @@ class SelfAttention(nn.Module):
         # [B, L, H] -> [B, heads, L, H / heads]
         q, k, v = (t.view(batch, t.shape[1], self.heads, -1).transpose(1, 2) for t in (q, k, v))
         # keep: [B, L] True for real tokens, broadcast over heads and queries (a key-padding mask).
-        if uses_packed_masks(x, self.dropout, self.training):
-            y = attention_with_dropout(q, k, v, keep, self.dropout)
+        if self.packed and packed_dropout.uses_packed_masks(x, self.dropout, self.training):
+            y = packed_dropout.attention(q, k, v, keep, self.dropout)
         else:
             y = F.scaled_dot_product_attention(
                 q,
@@ -140,7 +117,7 @@ class EncoderBlock(nn.Module):
         self.attention_norm = nn.LayerNorm(config.hidden)
         self.feed_forward = FeedForward(config)
         self.feed_forward_norm = nn.LayerNorm(config.hidden)
-        self.dropout = Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout, config.dropout_masks)
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         """last_only: only the last position's output, [B, 1, H] (it still attends to all)."""
@@ -156,7 +133,7 @@ class BERT4Rec(nn.Module):
         self.item_embedding = nn.Embedding(config.vocab_size, config.hidden, padding_idx=PAD_INDEX)
         self.position_embedding = nn.Embedding(config.max_seq_len, config.hidden)
         self.embedding_norm = nn.LayerNorm(config.hidden)
-        self.embedding_dropout = Dropout(config.dropout)
+        self.embedding_dropout = Dropout(config.dropout, config.dropout_masks)
         self.blocks = nn.ModuleList(EncoderBlock(config) for _ in range(config.layers))
         # The output layer of the BERT4Rec paper: a GELU projection, then scores against the
         # item embeddings themselves (shared weights) plus a bias per item. Sharing the table
@@ -165,7 +142,7 @@ class BERT4Rec(nn.Module):
         self.output_norm = nn.LayerNorm(config.hidden)
         self.output_bias = nn.Parameter(torch.zeros(config.vocab_size))
         not_a_title = torch.ones(config.vocab_size, dtype=torch.bool)
-        not_a_title[1 : config.num_items + 1] = False
+        not_a_title[vocab.title_slice(config.num_items)] = False
         self.register_buffer("not_a_title", not_a_title, persistent=False)
         self.apply(self._init_weights)
 
@@ -186,7 +163,7 @@ class BERT4Rec(nn.Module):
         centred, so that the untrained network already ranks by popularity. Without it the
         shared item embeddings first learn popularity themselves, all leaning toward one
         direction, and training can stall near the popularity baseline for many epochs."""
-        titles = slice(1, self.config.num_items + 1)
+        titles = vocab.title_slice(self.config.num_items)
         log_counts = torch.log1p(counts[titles].to(self.output_bias.dtype))
         self.output_bias[titles] = log_counts - log_counts.mean()
 

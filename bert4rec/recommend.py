@@ -36,7 +36,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from . import checkpoint, data, db, files, paths
+from . import checkpoint, data, db, devices, files, paths
 from .anilist import AniListClient, NotFound, PrivateUser
 from .data import ItemMapping
 from .model import BERT4Rec
@@ -223,20 +223,11 @@ def check_same_mapping(model: ItemMapping, mapping: ItemMapping, what: str) -> N
 
 
 def choose_device(name: str) -> torch.device:
-    """--device: auto picks cuda, then mps, then cpu; a device named must be usable."""
-    usable = {
-        "cpu": True,
-        "cuda": torch.cuda.is_available(),
-        "mps": torch.backends.mps.is_available(),
-    }
-    if name == "auto":
-        name = next(device for device in ("cuda", "mps", "cpu") if usable[device])
-    if not usable.get(name):
-        raise RecommendError(
-            f"--device {name} is not usable on this machine; use --device cpu (recommending "
-            "is quick on the CPU)."
-        )
-    return torch.device(name)
+    """--device (devices.select_device); recommending is quick on the CPU."""
+    try:
+        return devices.select_device(name)
+    except devices.DeviceError as exc:
+        raise RecommendError(str(exc)) from None
 
 
 class OpenedModel(NamedTuple):

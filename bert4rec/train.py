@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import ctypes
 import logging
 import math
-import os
-import platform
 import random
 import sys
 import time
@@ -37,12 +34,13 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from . import checkpoint, data, distributed, files, metrics, plots
+from . import checkpoint, data, devices, distributed, files, metrics, plots
 from . import config as config_module
 from .config import TrainConfig
-from .data import PAD_INDEX, BERT4RecDataset, TrainingData
+from .data import BERT4RecDataset, TrainingData
 from .metrics import RANKING_METRICS, TOP_K, History
 from .model import BERT4Rec, ModelConfig
+from .vocab import PAD_INDEX
 
 log = logging.getLogger("bert4rec.train")
 
@@ -91,55 +89,15 @@ class OutputPaths:
 
 
 def select_device(config: TrainConfig) -> torch.device:
-    """--device auto|cpu|cuda|mps, and --gpu (= cuda), refusing what is not usable."""
-    if config.gpu and config.device not in ("auto", "cuda"):
-        raise TrainingError(f"--gpu asks for CUDA but --device asks for {config.device}; give one.")
-    wanted = "cuda" if config.gpu else config.device
-    if wanted == "cuda" and not torch.cuda.is_available():
-        why = (
-            f"this PyTorch ({torch.__version__}) is a CPU-only build"
-            if torch.version.cuda is None
-            else "no CUDA device is visible (check the NVIDIA driver with nvidia-smi)"
-        )
-        raise TrainingError(
-            f"no usable CUDA GPU: {why}. Install the CUDA build of PyTorch (run setup again on "
-            "a machine with an NVIDIA GPU), or train on the CPU without --gpu."
-        )
-    mps_ok = torch.backends.mps.is_available()
-    if wanted == "mps" and not mps_ok:
-        raise TrainingError("--device mps: Apple's Metal backend is not available here.")
-    if wanted == "auto":
-        wanted = "cuda" if torch.cuda.is_available() else "mps" if mps_ok else "cpu"
-    problem = distributed.device_problem(wanted)  # [distributed] one GPU per process, no mps
+    """--device and --gpu (devices.select_device), and one GPU per process under torchrun."""
+    try:
+        device = devices.select_device(config.device, config.gpu)
+    except devices.DeviceError as exc:
+        raise TrainingError(str(exc)) from None
+    problem = distributed.device_problem(device.type)  # [distributed] one GPU per process, no mps
     if problem:
         raise TrainingError(problem)
-    return torch.device(wanted)
-
-
-def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """Mixed precision on CUDA where it pays off: bf16 on GPUs that compute it natively (Ampere,
-    compute capability 8, and newer), fp16 with loss scaling on Volta and Turing (7.x), whose
-    tensor cores run it fast; none on older GPUs (a GTX 1060's fp16 is far slower than its
-    fp32), nor on cpu or mps."""
-    if not config.amp or device.type != "cuda":
-        return None
-    major, _ = torch.cuda.get_device_capability(device)
-    return torch.bfloat16 if major >= 8 else torch.float16 if major >= 7 else None
-
-
-def training_autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """The training steps' mixed precision: --amp's on CUDA; with --cpu-bf16, bf16 on a CPU that
-    computes it natively (elsewhere it is emulated, and slower than float32). Evaluation keeps
-    autocast_dtype, float32 on the CPU, so that rankings see no bf16 ties."""
-    if device.type == "cpu" and config.cpu_bf16 and torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return torch.bfloat16
-    return autocast_dtype(config, device)
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return device
 
 
 def training_module(model: BERT4Rec, device: torch.device, config: TrainConfig) -> torch.nn.Module:
@@ -149,32 +107,6 @@ def training_module(model: BERT4Rec, device: torch.device, config: TrainConfig) 
     has its own length and number of masked titles."""
     module = distributed.wrap_model(model, device)  # [distributed]
     return torch.compile(module, dynamic=True) if config.compile else module
-
-
-def keep_freed_memory() -> bool:
-    """Have glibc keep freed memory for the next allocation instead of handing it back.
-
-    A training step allocates and frees the same large activations every time (attention
-    weights and dropout masks of tens of MB). glibc serves blocks that large with mmap and
-    unmaps them when freed, so every step faults in and zeroes fresh pages again: on the 2-core
-    benchmark machine that was a third of a CPU training step (bench/bench_speed.py). Raising
-    the mmap and trim thresholds keeps the memory in the heap for reuse. Linux with glibc only;
-    True when applied."""
-    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    libc = ctypes.CDLL(None)
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
-    return bool(libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 1 << 30))
-
-
-def bound_onednn_cache() -> None:
-    """Keep oneDNN's primitive cache small. oneDNN (PyTorch's CPU kernels, bf16 ones among them)
-    keeps a compiled primitive with its scratch memory for every input shape it meets, 1024 by
-    default; length buckets and the varying count of masked positions bring new shapes every
-    step, so the cache alone grew a long run by gigabytes (ML-1M, four epochs: peak RSS 3.5 GB
-    with the default, 2.4 GB with 64, and no slower). oneDNN reads the variable at its first
-    use; a value the user set wins."""
-    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
 
 
 def seed_everything(seed: int) -> None:
@@ -192,6 +124,7 @@ def model_config_for(config: TrainConfig, num_items: int) -> ModelConfig:
         heads=config.heads,
         ff_dim=config.resolved_ff_dim,
         dropout=config.dropout,
+        dropout_masks=config.dropout_masks,
     )
 
 
@@ -360,7 +293,7 @@ def run_epoch(
             inputs = inputs.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
             targets = labels[labels != PAD_INDEX]
-            with autocast(device, amp_dtype):
+            with devices.autocast(device, amp_dtype):
                 logits = model(inputs, labels)
             # [distributed] summed, then divided by the masked positions of every rank
             batch_loss_sum = distributed.summed_loss(logits, targets)
@@ -612,14 +545,9 @@ def train(config: TrainConfig) -> History:
 
 def start_run(config: TrainConfig, paths: OutputPaths) -> Run:
     """Device, data, model and optimiser; restored from config.resume when given."""
-    if config.threads:
-        torch.set_num_threads(config.threads)
     device = distributed.device_for_rank(select_device(config))  # [distributed] cuda:LOCAL_RANK
-    if device.type == "cpu":
-        keep_freed_memory()
-        bound_onednn_cache()
-    amp_dtype = autocast_dtype(config, device)
-    train_amp_dtype = training_autocast_dtype(config, device)
+    amp_dtype = devices.autocast_dtype(config, device)
+    train_amp_dtype = devices.training_autocast_dtype(config, device)
     log.info(f"Device: {device}" + (f" (mixed precision {amp_dtype})" if amp_dtype else ""))
     if distributed.world_size() > 1:  # [distributed]
         log.info(

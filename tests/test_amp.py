@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from bert4rec import train as training
+from bert4rec import devices
 from bert4rec.config import TrainConfig
 
 CUDA = torch.device("cuda", 0)
@@ -24,10 +24,10 @@ CUDA = torch.device("cuda", 0)
 )
 def test_mixed_precision_where_the_gpu_runs_it_fast(monkeypatch, capability, expected):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
-    assert training.autocast_dtype(TrainConfig(), CUDA) == expected
-    assert training.autocast_dtype(replace(TrainConfig(), amp=False), CUDA) is None
+    assert devices.autocast_dtype(TrainConfig(), CUDA) == expected
+    assert devices.autocast_dtype(replace(TrainConfig(), amp=False), CUDA) is None
 
 
 def test_no_mixed_precision_off_cuda():
     for device in ("cpu", "mps"):
-        assert training.autocast_dtype(TrainConfig(), torch.device(device)) is None
+        assert devices.autocast_dtype(TrainConfig(), torch.device(device)) is None

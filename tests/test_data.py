@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from bert4rec import data, db
-from bert4rec.data import PAD_INDEX, BERT4RecDataset, ItemMapping
+from bert4rec.data import BERT4RecDataset, ItemMapping
+from bert4rec.vocab import PAD_INDEX
 
 
 def E(anime_id, status="COMPLETED", **kw):  # noqa: N802 - reads like a table row

@@ -5,14 +5,9 @@ import torch
 
 from bert4rec import checkpoint
 from bert4rec.data import ItemMapping
-from bert4rec.model import (
-    BERT4Rec,
-    ModelConfig,
-    attention_with_dropout,
-    dropout,
-    keep_mask,
-    masked_loss,
-)
+from bert4rec.model import BERT4Rec, ModelConfig, dropout, masked_loss
+from bert4rec.packed_dropout import attention as attention_with_dropout
+from bert4rec.packed_dropout import keep_mask
 
 NUM_ITEMS = 30
 MASK = NUM_ITEMS + 1
@@ -101,13 +96,37 @@ def test_keep_mask_drops_the_asked_share_independently():
 def test_dropout_keeps_the_expected_value_and_its_gradient_follows_the_mask():
     torch.manual_seed(0)
     x = torch.ones(200, 500, requires_grad=True)
-    y = dropout(x, 0.25, training=True)
+    y = dropout(x, 0.25, training=True, masks="packed")
     kept = y != 0
     assert kept.float().mean().item() == pytest.approx(0.75, abs=0.01)
     assert torch.allclose(y[kept], torch.tensor(1 / 0.75))  # scaled, so the mean stays 1
     y.sum().backward()
     assert torch.equal(x.grad != 0, kept)
-    assert dropout(x, 0.25, training=False) is x
+    assert dropout(x, 0.25, training=False, masks="packed") is x
+
+
+def test_dropout_masks_setting_chooses_the_random_stream():
+    """"packed" and "torch" drop the same share but draw different masks from the same seed;
+    each is reproducible, and a model built with either gives the same scores in eval mode."""
+    x = torch.ones(100, 400)
+    drawn = {}
+    for masks in ("packed", "torch"):
+        torch.manual_seed(0)
+        drawn[masks] = dropout(x, 0.3, training=True, masks=masks) != 0
+        torch.manual_seed(0)
+        assert torch.equal(drawn[masks], dropout(x, 0.3, training=True, masks=masks) != 0)
+        assert drawn[masks].float().mean().item() == pytest.approx(0.7, abs=0.01)
+    assert not torch.equal(drawn["packed"], drawn["torch"])
+    config = dict(num_items=NUM_ITEMS, max_seq_len=8, hidden=16, layers=2, heads=2, ff_dim=32)
+    torch.manual_seed(1)
+    packed = BERT4Rec(ModelConfig(**config, dropout=0.2, dropout_masks="packed")).eval()
+    torch.manual_seed(1)
+    plain = BERT4Rec(ModelConfig(**config, dropout=0.2, dropout_masks="torch")).eval()
+    inputs = torch.tensor([[1, 2, MASK]])
+    with torch.no_grad():
+        assert torch.equal(packed.next_item_logits(inputs), plain.next_item_logits(inputs))
+    with pytest.raises(ValueError, match="dropout_masks"):
+        ModelConfig(**config, dropout=0.2, dropout_masks="fast")
 
 
 def test_attention_with_dropout_is_scaled_dot_product_attention():

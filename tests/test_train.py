@@ -19,7 +19,7 @@ from conftest import ROOT, run_script
 from matplotlib.image import imread
 from planted import make_store
 
-from bert4rec import checkpoint, data, db, metrics, plots
+from bert4rec import checkpoint, data, db, devices, metrics, plots, tuning
 from bert4rec import train as training
 from bert4rec.config import TrainConfig
 from bert4rec.model import BERT4Rec, ModelConfig
@@ -478,11 +478,11 @@ def test_weight_average_is_validated_saved_and_resumed(planted_db, tmp_path):
 def test_cpu_bf16_covers_the_training_steps_only():
     cpu = torch.device("cpu")
     plain = TrainConfig()
-    assert training.training_autocast_dtype(plain, cpu) is None
+    assert devices.training_autocast_dtype(plain, cpu) is None
     bf16 = replace(plain, cpu_bf16=True)
     native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    assert training.training_autocast_dtype(bf16, cpu) == (torch.bfloat16 if native else None)
-    assert training.autocast_dtype(bf16, cpu) is None  # evaluation stays float32 on the CPU
+    assert devices.training_autocast_dtype(bf16, cpu) == (torch.bfloat16 if native else None)
+    assert devices.autocast_dtype(bf16, cpu) is None  # evaluation stays float32 on the CPU
 
 
 def test_compile_wraps_only_what_the_training_steps_call():
@@ -496,8 +496,35 @@ def test_compile_wraps_only_what_the_training_steps_call():
 
 def test_onednn_cache_is_bounded_unless_the_user_chose(monkeypatch):
     monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
-    training.bound_onednn_cache()
+    tuning.bound_onednn_cache()
     assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
     monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "500")
-    training.bound_onednn_cache()
+    tuning.bound_onednn_cache()
     assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "500"
+
+
+def test_train_leaves_the_process_alone_and_the_script_tunes_it(monkeypatch, planted_db, tmp_path):
+    """train() from a notebook must not change the caller's threads or environment; the
+    script (train_model.py) applies --threads and the CPU settings through tuning.py."""
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    threads = torch.get_num_threads()
+    config = TrainConfig(
+        db=str(planted_db),
+        output=str(tmp_path),
+        epochs=1,
+        threads=1,
+        hidden=16,
+        heads=2,
+        layers=1,
+        max_seq_len=8,
+        checkpoint_every=0,
+    )
+    training.train(config)
+    assert torch.get_num_threads() == threads
+    assert "ONEDNN_PRIMITIVE_CACHE_CAPACITY" not in os.environ
+    try:
+        applied = tuning.tune_for_training(config, keep_freed=False)
+        assert torch.get_num_threads() == 1 and "1 threads" in applied
+        assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
+    finally:
+        torch.set_num_threads(threads)
