@@ -70,6 +70,11 @@ def main(args: argparse.Namespace) -> int:
     return cli.EXIT_OK
 
 
-if __name__ == "__main__":
+def run() -> int:
+    """The command line, also installed as `bert4rec-prepare`."""
     arguments = parse_args()
-    sys.exit(cli.run(lambda: main(arguments), arguments))
+    return cli.run(lambda: main(arguments), arguments)
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -296,6 +296,11 @@ def recommend_for_all(
     return cli.EXIT_OK
 
 
-if __name__ == "__main__":
+def run() -> int:
+    """The command line, also installed as `bert4rec-recommend`."""
     arguments = parse_args()
-    sys.exit(cli.run(lambda: main(arguments), arguments, kept=cli.READ_ONLY))
+    return cli.run(lambda: main(arguments), arguments, kept=cli.READ_ONLY)
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,8 +1,10 @@
 """Stage 0: make the environment (called by setup.bat / setup.sh; standard library only).
 
 Creates the virtual environment `.venv`, installs PyTorch (the CUDA build when an NVIDIA GPU is
-found, else the CPU build), then requirements.txt, creates data/ and output/, and reports whether
-a GPU is usable. Safe to run again: what is already in place is kept.
+found, else the CPU build), then requirements.txt and the project itself (editable, so every
+script and benchmark imports `bert4rec` from this folder), with --dev the test and lint tools,
+creates data/ and output/, and reports whether a GPU is usable. Safe to run again: what is
+already in place is kept.
 """
 
 from __future__ import annotations
@@ -46,6 +48,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--cuda",
         action="store_true",
         help="install the CUDA build of PyTorch even when no NVIDIA GPU is found",
+    )
+    parser.add_argument(
+        "--dev",
+        action="store_true",
+        help="also install the test and lint tools (requirements-dev.txt), for test.sh / test.bat",
     )
     parser.add_argument(
         "--reinstall-torch",
@@ -153,17 +160,29 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
 
+    pip = [python, "-m", "pip", "install", "--disable-pip-version-check"]
     print("Installing requirements.txt ...")
-    requirements = os.path.join(ROOT, "requirements.txt")
-    if run([python, "-m", "pip", "install", "--disable-pip-version-check", "-r", requirements]):
+    if run(pip + ["-r", os.path.join(ROOT, "requirements.txt")]):
         print("Installing requirements.txt failed; see the messages above, then run setup again.")
         return 1
+    # --no-deps: requirements.txt brought them, and nothing may swap the torch build chosen above.
+    print("Installing this project into the environment (editable) ...")
+    if run(pip + ["--no-deps", "--editable", ROOT]):
+        print("Installing the project failed; see the messages above, then run setup again.")
+        return 1
+    if args.dev:
+        print("Installing the test and lint tools (requirements-dev.txt) ...")
+        if run(pip + ["-r", os.path.join(ROOT, "requirements-dev.txt")]):
+            print("Installing requirements-dev.txt failed; see the messages above.")
+            return 1
 
     for folder in ("data", "output"):
         os.makedirs(os.path.join(ROOT, folder), exist_ok=True)
     print("Folders data/ and output/ are ready.")
     report_device(python)
     print("Setup finished. Next: run_all (or 1_prepare_anime, 2_load_users, 3_train_model).")
+    if args.dev:
+        print("Tests: test.bat (Windows) or ./test.sh (Linux, macOS).")
     return 0
 
 

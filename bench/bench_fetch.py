@@ -13,14 +13,10 @@ no 429 at all.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bert4rec.anilist import AniListClient  # noqa: E402
-from bert4rec.simulator import FakeAniList, FakeUser, World, make_entry, make_media  # noqa: E402
+from bert4rec.anilist import AniListClient
+from bert4rec.simulator import FakeAniList, FakeUser, World, make_entry, make_media
 
 GOAL = 0.90
 

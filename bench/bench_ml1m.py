@@ -26,20 +26,18 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from bench import movielens  # noqa: E402
-from bench.compare_recbole import machine  # noqa: E402
-from bench.recbole_worker import peak_rss_mb  # noqa: E402
-from bert4rec import config as config_module  # noqa: E402
-from bert4rec import db, files  # noqa: E402
-from bert4rec.metrics import History  # noqa: E402
-from bert4rec.train import LEAVE_ONE_OUT_PROTOCOL, TrainingError, train  # noqa: E402
+from bench import movielens
+from bench.compare_recbole import machine
+from bench.recbole_worker import peak_rss_mb
+from bert4rec import config as config_module
+from bert4rec import db, files
+from bert4rec.metrics import History
+from bert4rec.train import LEAVE_ONE_OUT_PROTOCOL, TrainingError, train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GOALS = {"NDCG@10": 0.16, "HR@10": 0.28, "training_minutes": 60.0}

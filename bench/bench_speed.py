@@ -30,11 +30,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench import movielens  # noqa: E402
-from bench.compare_recbole import BenchError, Settings, machine, run_ours  # noqa: E402
-from bert4rec import files  # noqa: E402
+from bench import movielens
+from bench.compare_recbole import BenchError, Settings, machine, run_ours
+from bert4rec import files
 
 RESULTS = Path(__file__).resolve().parent / "results" / "speed.json"
 

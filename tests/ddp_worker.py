@@ -12,11 +12,9 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import train_model  # noqa: E402
-from bert4rec import files  # noqa: E402
-from bert4rec import train as training  # noqa: E402
+import train_model
+from bert4rec import files
+from bert4rec import train as training
 
 RANK = int(os.environ["RANK"])
 
