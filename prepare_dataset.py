@@ -95,18 +95,20 @@ def catalogue_summary(
     result: CatalogueResult, db_path: str, seconds: float, requests: int, rate_limited: int
 ) -> str:
     notes = []
-    if not result.walked:
-        notes.append("the walk was already complete: only relations and covers were fetched")
     if result.resumed_at:
         notes.append(f"carried on from title {result.resumed_at + 1}")
     if result.exhausted:
         notes.append(f"AniList has only {result.ranked} titles")
     if result.unranked:
         notes.append(f"{result.unranked} older titles left the top {result.count} (kept, unranked)")
+    if result.walked:
+        walk = f"{result.pages} pages, "
+    else:
+        walk = "its walk was complete and is not repeated (run again to refresh it), "
     return (
         f"Catalogue: {result.ranked} anime in {db_path} ranked 1-{result.ranked} by popularity "
-        f"({result.pages} pages, {requests} requests, {rate_limited} rate-limited, "
-        f"{seconds:.0f} s)" + "".join(f"; {n}" for n in notes)
+        f"({walk}{requests} requests, {rate_limited} rate-limited, {seconds:.0f} s)"
+        + "".join(f"; {n}" for n in notes)
     )
 
 
@@ -114,20 +116,17 @@ def links_summary(result: CatalogueResult, conn) -> str:
     """What the store now knows of relations and covers, and which requests brought them."""
     ranked = db.load_catalogue(conn)[: result.ranked]
     covers = sum(1 for a in ranked if a.cover_large or a.cover_medium)
-    how = []
-    if result.pages:
-        how.append(
-            f"{result.pages} catalogue pages brought them with the titles (no extra requests)"
-        )
-    if result.links_requests:
-        how.append(
-            f"{result.links_requests} requests by id for {result.links_filled} titles stored "
-            "without them"
-        )
     line = (
         f"Relations and covers: {db.relation_count(conn)} edges to other anime, "
-        f"{covers} of {result.ranked} titles with a cover" + (f" ({'; '.join(how)})" if how else "")
+        f"{covers} of {result.ranked} titles with a cover"
     )
+    if result.pages:
+        line += f"; fetched with the {result.pages} catalogue pages (no extra requests)"
+    if result.links_requests:
+        line += (
+            f"; fetched by id for {result.links_filled} titles stored without them "
+            f"({result.links_requests} requests)"
+        )
     if result.links_missing:
         line += (
             f"; {result.links_missing} titles came back without relations (AniList did not "

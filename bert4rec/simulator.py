@@ -600,7 +600,9 @@ class FakeAniList:
             }
         }
         for selection in root.fields:
-            if selection.name != "pageInfo":
+            if selection.name == "media":
+                result["media"] = [self._served(m) for m in chosen]
+            elif selection.name != "pageInfo":
                 result[selection.name] = chosen
         return result
 
@@ -615,7 +617,7 @@ class FakeAniList:
         below, above = args.get("popularity_lesser"), args.get("popularity_greater")
         wanted = None if args.get("id_in") is None else set(args["id_in"])
         return [
-            self._served(m)
+            m
             for m in self.world.by_popularity
             if (below is None or m["popularity"] < below)
             and (above is None or m["popularity"] > above)

@@ -185,7 +185,7 @@ def test_stores_the_synthetic_franchises_relations_and_covers_with_the_pages(tmp
         assert anime.site_url == f"https://anilist.co/anime/{anime.anime_id}/"
     assert f"Relations and covers: {db.relation_count(conn)} edges" in done.stdout
     assert "150 of 150 titles with a cover" in done.stdout
-    assert "3 catalogue pages brought them with the titles (no extra requests)" in done.stdout
+    assert "fetched with the 3 catalogue pages (no extra requests)" in done.stdout
 
 
 def version_2_store(path, world: World, count: int, *, walked: int | None = None) -> None:
@@ -242,7 +242,8 @@ def test_a_version_2_store_gets_relations_and_covers_by_id_keeping_every_user_ro
     assert [len(r["variables"]["ids"]) for r in fill_log] == [50, 50, 20]
     assert all("id_in" in r["query"] and "MediaList" not in r["query"] for r in fill_log)
     assert "fetching the relations and covers of the 120 titles" in filled.stderr
-    assert "3 requests by id for 120 titles stored without them" in filled.stdout
+    assert "fetched by id for 120 titles stored without them (3 requests)" in filled.stdout
+    assert "its walk was complete and is not repeated" in filled.stdout
     assert user_rows(db_path) == users_before  # every user and list row, unchanged
     conn = db.connect(db_path, create=False)
     assert db.schema_version(conn) == db.SCHEMA_VERSION

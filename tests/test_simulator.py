@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import ast
 import struct
 import zlib
 
 import pytest
 import requests
+from conftest import ROOT
 from fakes import FakeClock, catalogue, standard_world
 
-from bert4rec import simulator
+from bert4rec import simulator, synthetic
 from bert4rec.simulator import FakeAniList, GraphQLError, parse_query, query_complexity
 from bert4rec.synthetic import generate_world
-from bert4rec.world import World
+from bert4rec.world import FakeUser, World
 
 PAGE = "query($page: Int!, $perPage: Int = 50) { Page(page: $page, perPage: $perPage) { %s } }"
 MEDIA = "pageInfo { hasNextPage perPage } media(sort: [POPULARITY_DESC, ID]) { id popularity }"
@@ -246,3 +248,20 @@ def test_synthetic_users_drop_franchises_and_watch_them_in_order():
                     out_of_order += 1
     assert dropped_with_sequel >= 10
     assert in_order > 100 and out_of_order == 0
+
+
+def test_world_types_live_in_one_module_both_sides_import_without_a_cycle():
+    modules = ("world", "synthetic", "simulator")
+    imports = {}
+    for name in modules:
+        tree = ast.parse((ROOT / "bert4rec" / f"{name}.py").read_text(encoding="utf-8"))
+        found = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                module = (node.module or "").removeprefix("bert4rec.")
+                found.add(module if node.level or node.module.startswith("bert4rec") else "")
+            elif isinstance(node, ast.Import):
+                found.update(a.name.removeprefix("bert4rec.") for a in node.names)
+        imports[name] = found & set(modules)
+    assert imports == {"world": set(), "synthetic": {"world"}, "simulator": {"synthetic", "world"}}
+    assert simulator.World is World and synthetic.FakeUser is FakeUser
