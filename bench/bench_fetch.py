@@ -16,7 +16,8 @@ import argparse
 import time
 
 from bert4rec.anilist import AniListClient
-from bert4rec.simulator import FakeAniList, FakeUser, World, make_entry, make_media
+from bert4rec.simulator import FakeAniList
+from bert4rec.world import FakeUser, World, make_entry, make_media
 
 GOAL = 0.90
 
