@@ -13,7 +13,9 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+from bert4rec.checkpoint import BEST_MODEL_FILE, TRAINING_CONFIG_FILE, OutputPaths
 from bert4rec.paths import DEFAULT_OUTPUT_DIR
 from bert4rec.simulator import SYNTHETIC_NOTICE, FakeAniList, write_user_names
 from bert4rec.synthetic import generate_world
@@ -53,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def holds_real_model(output: str, demo_db: str) -> bool:
     """True when `output` has a model trained on another database than the demo's."""
-    config_path = os.path.join(output, "models", "training_config.json")
+    config_path = OutputPaths(Path(output)).models / TRAINING_CONFIG_FILE
     try:
         with open(config_path, encoding="utf-8") as f:
             trained_on = json.load(f).get("db", "")
@@ -110,9 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         f"\nDemo finished in {minutes:.1f} min (synthetic data: the figures say nothing about "
         "real AniList users)."
     )
-    print(f"  model:  {os.path.join(output, 'models', 'best_model.pth')}")
-    print(f"  plots:  {os.path.join(output, 'plots')}")
-    print(f"  log:    {os.path.join(output, 'logs', 'training.log')}")
+    layout = OutputPaths(Path(output))
+    print(f"  model:  {layout.models / BEST_MODEL_FILE}")
+    print(f"  plots:  {layout.plots}")
+    print(f"  log:    {layout.log_file}")
     example = next(u.name for u in world.users if not u.private and len(u.entries) >= 30)
     model_flag = "" if output == DEFAULT_OUTPUT_DIR else f" --model {output}"
     print(f"Recommendations: python recommend.py --user {example}{model_flag}")

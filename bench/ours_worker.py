@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from bench.recbole_worker import measured, peak_rss_mb, reset_peak_rss, vm_hwm_mb
+from bert4rec import checkpoint, train, tuning
 from bert4rec import config as config_module
-from bert4rec import train, tuning
 from bert4rec.data import MaskedBatch
 from bert4rec.vocab import PAD_INDEX
 
@@ -81,7 +81,7 @@ def measure(args: argparse.Namespace) -> dict:
         # glibc's defaults (large blocks unmapped when freed) with --no-keep-freed-memory
         tuning.tune_for_training(config, keep_freed=not args.no_keep_freed_memory)
         started = time.perf_counter()
-        run = train.start_run(config, train.OutputPaths(Path(output)))  # logs nothing here
+        run = train.start_run(config, checkpoint.OutputPaths(Path(output)))  # logs nothing here
         setup_s = time.perf_counter() - started
         setup_rss_mb = peak_rss_mb()
         # What training adds on top of the data (as in recbole_worker.py).

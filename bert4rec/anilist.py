@@ -51,7 +51,6 @@ PER_PAGE = 50  # Page.perPage maximum
 PAGE_DEPTH_CAP = 5000  # AniList refuses page * perPage above this
 PER_CHUNK = 500  # MediaListCollection.perChunk maximum
 MAX_CHUNKS = 30  # MediaListCollection returns at most 11,000 entries: 22 chunks of 500
-WATCHED_STATUSES = ("COMPLETED", "CURRENT", "REPEATING", "DROPPED", "PAUSED")
 
 # What the catalogue learns besides the metadata: covers, the AniList page, and how the title
 # relates to others (only anime are kept: manga and novels are not in the catalogue). Version 2

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -28,7 +29,14 @@ from . import files
 from .data import ItemMapping
 from .model import BERT4Rec, ModelConfig
 
-# The output/models/ files, named once: train.py writes them, recommend.py finds them.
+# The output layout (the spec's), named once: train.py writes it, recommend.py and demo.py find
+# its files.
+MODELS_DIR = "models"
+PLOTS_DIR = "plots"
+CHECKPOINTS_DIR = "checkpoints"
+LOGS_DIR = "logs"
+LOG_FILE = "training.log"
+# The models/ files.
 BEST_MODEL_FILE = "best_model.pth"  # the best epoch (--select-by): the one to use
 FINAL_MODEL_FILE = "final_model.pth"  # the last epoch
 MAPPING_JSON_FILE = "item_mappings.json"  # what loaders read
@@ -37,6 +45,21 @@ TRAINING_CONFIG_FILE = "training_config.json"
 
 CHECKPOINT_FORMAT = "bert4rec-checkpoint"
 CHECKPOINT_VERSION = 1
+
+
+class OutputPaths:
+    """The spec's output layout under one folder (--output)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.models = root / MODELS_DIR
+        self.plots = root / PLOTS_DIR
+        self.checkpoints = root / CHECKPOINTS_DIR
+        self.logs = root / LOGS_DIR
+        self.log_file = self.logs / LOG_FILE
+
+    def checkpoint(self, epoch: int) -> Path:
+        return self.checkpoints / f"checkpoint_epoch_{epoch}.pth"
 
 
 class CheckpointError(Exception):

@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from . import checkpoint, data, devices, distributed, files, metrics, plots
 from . import config as config_module
+from .checkpoint import OutputPaths
 from .config import TrainConfig
 from .data import BERT4RecDataset, TrainingData
 from .metrics import RANKING_METRICS, TOP_K, History
@@ -69,20 +70,6 @@ class TrainingInterrupted(Exception):
     def __init__(self, message: str, checkpoint_path: Path | None) -> None:
         super().__init__(message)
         self.checkpoint_path = checkpoint_path
-
-
-class OutputPaths:
-    """The spec's output layout under one folder."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.models = root / "models"
-        self.plots = root / "plots"
-        self.checkpoints = root / "checkpoints"
-        self.logs = root / "logs"
-
-    def checkpoint(self, epoch: int) -> Path:
-        return self.checkpoints / f"checkpoint_epoch_{epoch}.pth"
 
 
 # --- setup -------------------------------------------------------------------------------------
@@ -534,7 +521,7 @@ def train(config: TrainConfig) -> History:
     config.validate()
     paths = OutputPaths(Path(config.output))
     # [distributed] a process group under torchrun (entered before the second item is built)
-    with distributed.process_group(), logging_on_rank_0(paths.logs / "training.log"):
+    with distributed.process_group(), logging_on_rank_0(paths.log_file):
         try:
             run = start_run(config, paths)
             return train_epochs(run)
