@@ -28,11 +28,12 @@ Parts, in order (the later ones are skipped when --budget-seconds would run out)
 - ml1m_precision: the preset for --ml1m-epochs epochs in float32 and in mixed precision (bf16
   on Ampere and newer): validation and test NDCG@10 of each, and their difference.
 
-Figures per training part: seconds per epoch as the trainer logs them (training, validation and
-next-title ranking), training sequences per second, the wall time of the whole call (data
-loading, setup and file writing included) and peak GPU memory (torch.cuda.max_memory_allocated,
-in-process parts only). The first epoch includes CUDA's warm-up; `steady_epoch_seconds` is the
-median of the others.
+Figures per training part: seconds per epoch as the trainer records them (history.epoch_seconds:
+the training pass and the validation pass, which for leave-one-out is the next-title ranking; the
+user split's ranking is not in it), training sequences per second, the wall time of the whole
+call (data loading, setup and file writing included) and peak GPU memory
+(torch.cuda.max_memory_allocated, in-process parts only). The first epoch includes CUDA's
+warm-up; `steady_epoch_seconds` is the median of the others.
 """
 
 from __future__ import annotations
@@ -469,7 +470,7 @@ def ml1m_precision(check: Check) -> dict:
         runs[label] = train_and_measure(ml1m_config(check, f"ml1m_{label}", epochs, **over))
         runs[label].update(peak_gpu_memory())
     mixed, full = runs["mixed"], runs["float32"]
-    return {
+    result = {
         "protocol": training.LEAVE_ONE_OUT_PROTOCOL,
         "epochs": epochs,
         "runs": runs,
@@ -480,6 +481,27 @@ def ml1m_precision(check: Check) -> dict:
                 mixed["test_ndcg10_of_best"] - full["test_ndcg10_of_best"], 4
             ),
         },
+    }
+    short = check.ok("ml1m_epoch_time")
+    if short and short["epochs"] < epochs and short["precision"] == mixed["precision"]:
+        result["estimate_preset_minutes"] = preset_estimate(short, mixed)
+    return result
+
+
+def preset_estimate(short: dict, long: dict) -> dict:
+    """The preset's whole run, from a line through two runs' wall times against their epochs:
+    wall = fixed + epochs x per_epoch, which counts what every epoch adds besides
+    epoch_seconds (best_model.pth, training_metrics.json) and what a run costs once."""
+    per_epoch = (long["wall_seconds"] - short["wall_seconds"]) / (long["epochs"] - short["epochs"])
+    fixed = short["wall_seconds"] - short["epochs"] * per_epoch
+    epochs = config_module.PRESETS["ml1m"]["epochs"]
+    return {
+        "epochs": epochs,
+        "minutes": round((fixed + epochs * per_epoch) / 60, 1),
+        "per_epoch_seconds": round(per_epoch, 3),
+        "fixed_seconds": round(fixed, 1),
+        "formula": "wall = fixed + epochs x per_epoch through ml1m_epoch_time's and the mixed "
+        f"run's wall times, at {epochs} epochs",
     }
 
 

@@ -132,3 +132,11 @@ def test_the_cpu_rehearsal_runs_every_part_that_needs_no_cuda(tmp_path):
     assert precision["runs"]["float32"]["settings"]["split"] == "leave-one-out"
     assert "test_ndcg10_of_best" in precision["runs"]["mixed"]
     assert "last_val_ndcg10" in precision["mixed_minus_float32"]
+
+
+def test_the_preset_estimate_is_a_line_through_two_runs():
+    short = {"wall_seconds": 10.0, "epochs": 2}
+    long = {"wall_seconds": 38.0, "epochs": 30}
+    estimate = gpu_check.preset_estimate(short, long)
+    assert estimate["per_epoch_seconds"] == 1.0 and estimate["fixed_seconds"] == 8.0
+    assert estimate["epochs"] == 400 and estimate["minutes"] == round(408 / 60, 1)
