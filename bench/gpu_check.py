@@ -48,6 +48,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -192,6 +193,8 @@ class Check:
             entry = {"status": "ok", **body()}
         except Skipped as exc:
             entry = {"status": "skipped", "reason": str(exc)}
+        except training.TrainingInterrupted:
+            raise KeyboardInterrupt from None  # Ctrl-C in a training: stop the whole check
         except Exception as exc:  # any failure: recorded, and the next part runs
             entry = {
                 "status": "error",
@@ -529,13 +532,12 @@ def torchrun_one_epoch(check: Check) -> dict:
     command += ["--nproc_per_node=1", str(ROOT / "train_model.py"), *flags]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NCCL_DEBUG": "INFO", "OMP_NUM_THREADS": "4"}
     started = time.perf_counter()
-    done = subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TORCHRUN_TIMEOUT_S
+    returncode, log = run_in_own_group(
+        command, env, max(60.0, min(TORCHRUN_TIMEOUT_S, check.remaining))
     )
     wall = time.perf_counter() - started
-    log = done.stdout + done.stderr
-    if done.returncode != 0:
-        raise RuntimeError(f"torchrun exited {done.returncode}:\n{log[-3000:]}")
+    if returncode != 0:
+        raise RuntimeError(f"torchrun exited {returncode}:\n{log[-3000:]}")
     report = json.loads((output / "plots" / plots.METRICS_FILE).read_text("utf-8"))
     nccl_lines = [line for line in log.splitlines() if "NCCL INFO" in line]
     return {
@@ -550,6 +552,30 @@ def torchrun_one_epoch(check: Check) -> dict:
         "wall_seconds": round(wall, 2),
         "note": "a process of its own: its GPU memory is not in this process's peak",
     }
+
+
+def run_in_own_group(command: list[str], env: dict, timeout: float) -> tuple[int, str]:
+    """(exit status, stdout and stderr) of `command`; past `timeout` its whole process group is
+    killed, so that no worker torchrun started lingers on the GPU."""
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        if hasattr(os, "killpg"):
+            os.killpg(process.pid, signal.SIGKILL)
+        else:  # Windows: no process groups of this kind
+            process.kill()
+        output, _ = process.communicate()
+        raise RuntimeError(f"gave up after {timeout:.0f} s:\n{output[-3000:]}") from None
+    return process.returncode, output
 
 
 # --- recommendations ---------------------------------------------------------------------------
@@ -777,7 +803,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    results = run_check(args)
+    try:
+        results = run_check(args)
+    except KeyboardInterrupt:
+        print(f"\nInterrupted; the figures measured so far are in {args.out}", file=sys.stderr)
+        return 130
     failed = [name for name, entry in results["parts"].items() if entry["status"] == "error"]
     if failed:
         print(f"Parts that failed: {', '.join(failed)} (their errors are in {args.out})")

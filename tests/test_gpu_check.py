@@ -5,6 +5,9 @@ each part that can run without CUDA through the project's trainer, torchrun and 
 from __future__ import annotations
 
 import json
+import os
+import sys
+import time
 
 import pytest
 import torch
@@ -140,3 +143,12 @@ def test_the_preset_estimate_is_a_line_through_two_runs():
     estimate = gpu_check.preset_estimate(short, long)
     assert estimate["per_epoch_seconds"] == 1.0 and estimate["fixed_seconds"] == 8.0
     assert estimate["epochs"] == 400 and estimate["minutes"] == round(408 / 60, 1)
+
+
+def test_a_subprocess_past_its_time_is_killed_with_its_children():
+    sleeper = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', "
+    sleeper += "'import time; time.sleep(60)']); print('started', flush=True); time.sleep(60)"
+    started = time.perf_counter()
+    with pytest.raises(RuntimeError, match="gave up after 2 s") as failed:
+        gpu_check.run_in_own_group([sys.executable, "-c", sleeper], dict(os.environ), 2)
+    assert "started" in str(failed.value) and time.perf_counter() - started < 30
