@@ -541,6 +541,8 @@ def torchrun_one_epoch(check: Check) -> dict:
         raise RuntimeError(f"torchrun exited {returncode}:\n{log[-3000:]}")
     report = json.loads((output / "plots" / plots.METRICS_FILE).read_text("utf-8"))
     nccl_lines = [line for line in log.splitlines() if "NCCL INFO" in line]
+    # The same settings in this process: --amp is on by default, and does nothing off CUDA.
+    alone = check.ok("spec_default_amp" if check.device.type == "cuda" else "spec_default_fp32")
     return {
         "command": " ".join(["torchrun", *command[3:]]),
         "backend": "nccl" if nccl_lines else "gloo" if check.device.type == "cpu" else "unknown",
@@ -551,6 +553,7 @@ def torchrun_one_epoch(check: Check) -> dict:
         "epoch_seconds": [round(s, 3) for s in report["epoch_seconds"]],
         "train_sequences_per_second": [round(s, 1) for s in report["train_sequences_per_second"]],
         "wall_seconds": round(wall, 2),
+        "one_process_first_epoch_seconds": alone["epoch_seconds"][0] if alone else None,
         "note": "a process of its own: its GPU memory is not in this process's peak",
     }
 

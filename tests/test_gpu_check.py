@@ -125,7 +125,7 @@ def test_the_cpu_rehearsal_runs_every_part_that_needs_no_cuda(tmp_path):
     assert parts["ml1m_epoch_time"]["estimate_preset_minutes"]["epochs"] == 400
     torchrun = parts["torchrun_nccl"]
     assert torchrun["backend"] == "gloo" and torchrun["processes"] == 1
-    assert len(torchrun["epoch_seconds"]) == 1
+    assert len(torchrun["epoch_seconds"]) == 1 and torchrun["one_process_first_epoch_seconds"] > 0
     recommended = parts["recommend_all_users"]
     users = recommended["users"]
     assert users > 0 and recommended["top10_against_cpu"]["identical_share"] == 1.0
