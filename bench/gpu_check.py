@@ -61,19 +61,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from bert4rec import anilist, checkpoint, db, devices, files, plots, tuning
+from bert4rec import config as config_module
+from bert4rec import recommend as recommending
+from bert4rec import train as training
+from bert4rec.config import TrainConfig
+from bert4rec.metrics import History
+from bert4rec.synthetic import generate_world
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-
-from bert4rec import anilist, checkpoint, db, files, plots  # noqa: E402
-from bert4rec import config as config_module  # noqa: E402
-from bert4rec import recommend as recommending  # noqa: E402
-from bert4rec import train as training  # noqa: E402
-from bert4rec.config import TrainConfig  # noqa: E402
-from bert4rec.metrics import History  # noqa: E402
-from bert4rec.synthetic import generate_world  # noqa: E402
-
 RESULTS = ROOT / "bench" / "results" / "gpu_check.json"
 DEFAULT_BUDGET_S = 450.0
 TOP_K = 10  # the top 10 compared between the GPU and the CPU
@@ -269,7 +267,7 @@ def environment(check: Check) -> dict:
         info["cuda_unavailable"] = device_unusable(torch.device("cuda"))
         return info
     properties = torch.cuda.get_device_properties(0)
-    amp = training.autocast_dtype(TrainConfig(), torch.device("cuda", 0))
+    amp = devices.autocast_dtype(TrainConfig(), torch.device("cuda", 0))
     info.update(
         {
             "gpu": torch.cuda.get_device_name(0),
@@ -360,12 +358,14 @@ def build_synthetic_store(path: Path, media: int, users: int, seed: int = 42) ->
 def train_and_measure(config: TrainConfig) -> dict:
     """Train through bert4rec.train.train and report its timing and quality figures."""
     device = training.select_device(config)
-    dtype = training.training_autocast_dtype(config, device)
+    dtype = devices.training_autocast_dtype(config, device)
+    tuning.tune_for_training(config)  # as train_model.py does: this process is the bench's
     started = time.perf_counter()
     history = training.train(config)
     synchronize()
     wall = time.perf_counter() - started
-    report = json.loads((Path(config.output) / "plots" / plots.METRICS_FILE).read_text("utf-8"))
+    plots_dir = checkpoint.OutputPaths(Path(config.output)).plots
+    report = json.loads((plots_dir / plots.METRICS_FILE).read_text("utf-8"))
     figures = {
         "settings": changed_settings(config),
         "precision": str(dtype).replace("torch.", "") if dtype else "float32",
@@ -539,7 +539,8 @@ def torchrun_one_epoch(check: Check) -> dict:
     wall = time.perf_counter() - started
     if returncode != 0:
         raise RuntimeError(f"torchrun exited {returncode}:\n{log[-3000:]}")
-    report = json.loads((output / "plots" / plots.METRICS_FILE).read_text("utf-8"))
+    plots_dir = checkpoint.OutputPaths(output).plots
+    report = json.loads((plots_dir / plots.METRICS_FILE).read_text("utf-8"))
     nccl_lines = [line for line in log.splitlines() if "NCCL INFO" in line]
     # The same settings in this process: --amp is on by default, and does nothing off CUDA.
     alone = check.ok("spec_default_amp" if check.device.type == "cuda" else "spec_default_fp32")
@@ -587,7 +588,7 @@ def run_in_own_group(command: list[str], env: dict, timeout: float) -> tuple[int
 
 def recommend_all_users(check: Check) -> dict:
     needs_store(check)
-    model_dir = check.work / "spec_default_fp32" / "models"
+    model_dir = checkpoint.OutputPaths(check.work / "spec_default_fp32").models
     if not (model_dir / checkpoint.BEST_MODEL_FILE).is_file():
         raise Skipped("needs the model spec_default_fp32 trains, which is missing")
     conn = db.connect(check.store, create=False)
