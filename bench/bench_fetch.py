@@ -20,7 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bert4rec.anilist import AniListClient  # noqa: E402
-from bert4rec.simulator import FakeAniList, FakeUser, World, make_entry, make_media  # noqa: E402
+from bert4rec.simulator import FakeAniList  # noqa: E402
+from bert4rec.world import FakeUser, World, make_entry, make_media  # noqa: E402
 
 GOAL = 0.90
 

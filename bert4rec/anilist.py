@@ -21,13 +21,13 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 
 import requests
 
 from bert4rec import __version__
-from bert4rec.db import Anime, ListEntry
+from bert4rec.db import RELATION_TYPES, Anime, ListEntry, Relation, TitleLinks
 
 # Honest identification: who is calling and why. Cloudflare has refused requests without a
 # Referer (reference §3.2); AniList's own site is what the common clients send.
@@ -53,16 +53,27 @@ PER_CHUNK = 500  # MediaListCollection.perChunk maximum
 MAX_CHUNKS = 30  # MediaListCollection returns at most 11,000 entries: 22 chunks of 500
 WATCHED_STATUSES = ("COMPLETED", "CURRENT", "REPEATING", "DROPPED", "PAUSED")
 
-POPULAR_ANIME_QUERY = """
-query PopularAnime($page: Int!, $perPage: Int = 50, $popularityBelow: Int) {
-  Page(page: $page, perPage: $perPage) {
-    pageInfo { currentPage perPage hasNextPage }
-    media(type: ANIME, sort: [POPULARITY_DESC, ID], popularity_lesser: $popularityBelow) {
+# What the catalogue learns besides the metadata: covers, the AniList page, and how the title
+# relates to others (only anime are kept: manga and novels are not in the catalogue). Version 2
+# of relationType has SOURCE, COMPILATION and CONTAINS.
+LINK_FIELDS = """
+      coverImage { medium large }
+      siteUrl
+      relations { edges { relationType(version: 2) node { id type } } }"""
+
+# AniList caps a query's complexity at 500: each field costs 1 plus what it selects, whatever
+# perPage says (see simulator.query_complexity). This page costs 40, so relations and covers
+# come in the catalogue's own requests, 50 titles each.
+POPULAR_ANIME_QUERY = f"""
+query PopularAnime($page: Int!, $perPage: Int = 50, $popularityBelow: Int) {{
+  Page(page: $page, perPage: $perPage) {{
+    pageInfo {{ currentPage perPage hasNextPage }}
+    media(type: ANIME, sort: [POPULARITY_DESC, ID], popularity_lesser: $popularityBelow) {{
       id
       idMal
-      title { romaji english native }
+      title {{ romaji english native }}
       genres
-      tags { name }
+      tags {{ name }}
       format
       status(version: 2)
       episodes
@@ -71,13 +82,24 @@ query PopularAnime($page: Int!, $perPage: Int = 50, $popularityBelow: Int) {
       meanScore
       popularity
       favourites
-      startDate { year month day }
+      startDate {{ year month day }}
       season
       seasonYear
-      isAdult
-    }
-  }
-}
+      isAdult{LINK_FIELDS}
+    }}
+  }}
+}}
+"""
+
+# The same for stored titles by id (a store made before relations were fetched): 50 a request.
+ANIME_LINKS_QUERY = f"""
+query AnimeLinks($ids: [Int], $perPage: Int = 50) {{
+  Page(page: 1, perPage: $perPage) {{
+    media(id_in: $ids, type: ANIME) {{
+      id{LINK_FIELDS}
+    }}
+  }}
+}}
 """
 
 USER_QUERY = """
@@ -274,6 +296,17 @@ class UserList:
 
 
 @dataclass(frozen=True)
+class CataloguePage:
+    """One page of a catalogue walk: its new titles, their relations, the walk's position after
+    it. `relations` holds the titles whose answer had a relations list (maybe empty); a title
+    missing from it came back without one and is asked for again by id."""
+
+    animes: list[Anime]
+    relations: dict[int, list[Relation]]
+    position: CataloguePosition
+
+
+@dataclass(frozen=True)
 class CataloguePosition:
     """How far a catalogue walk has got, so an interrupted walk can carry on (JSON-able).
 
@@ -403,7 +436,8 @@ class AniListClient:
         )
         block = data.get("Page") or {}
         has_next = bool((block.get("pageInfo") or {}).get("hasNextPage"))
-        return [m for m in block.get("media") or () if m and m.get("id") is not None], has_next
+        media = block.get("media") or ()
+        return [m for m in media if isinstance(m, dict) and isinstance(m.get("id"), int)], has_next
 
     def walk_catalogue(
         self,
@@ -412,13 +446,13 @@ class AniListClient:
         start: CataloguePosition | None = None,
         seen: Iterable[int] = (),
         depth_cap: int = PAGE_DEPTH_CAP,
-    ) -> Iterator[tuple[list[Anime], CataloguePosition]]:
+    ) -> Iterator[CataloguePage]:
         """The `count` most popular anime, page by page, ranked 1..count in popularity order.
 
-        Yields each page's new titles with the position after it; a walk resumed from that
-        position (with `seen` = the ids already ranked) carries on where it stopped. Stops on an
-        empty page even when hasNextPage says true. Past the page-depth cap it goes on in windows
-        of lower popularity, dropping titles it has already ranked.
+        Yields each page's new titles and their relations with the position after it; a walk
+        resumed from that position (with `seen` = the ids already ranked) carries on where it
+        stopped. Stops on an empty page even when hasNextPage says true. Past the page-depth cap
+        it goes on in windows of lower popularity, dropping titles it has already ranked.
         """
         position = start or CataloguePosition()
         seen = set(seen)
@@ -438,6 +472,7 @@ class AniListClient:
                 continue
             new = [m for m in media if m["id"] not in seen][: count - position.ranked]
             animes = [anime_from_media(m, position.ranked + i + 1) for i, m in enumerate(new)]
+            relations = _relations_by_title(new)
             seen.update(a.anime_id for a in animes)
             ranked = position.ranked + len(animes)
             position = replace(
@@ -448,7 +483,24 @@ class AniListClient:
                 lowest_popularity=_popularity(media[-1]) if media else position.lowest_popularity,
                 finished=not media or not has_next or ranked >= count,
             )
-            yield animes, position
+            yield CataloguePage(animes, relations, position)
+
+    def fetch_links(
+        self, anime_ids: Sequence[int]
+    ) -> tuple[list[TitleLinks], dict[int, list[Relation]]]:
+        """Covers, page URLs and relations of up to PER_PAGE titles by id, in one request:
+        (links, relations by title). Titles AniList does not return are in neither; one that
+        comes back without a relations list is only in the links."""
+        if not 0 < len(anime_ids) <= PER_PAGE:
+            raise ValueError(f"ask for 1 to {PER_PAGE} titles at a time, not {len(anime_ids)}")
+        data = self.query(ANIME_LINKS_QUERY, {"ids": list(anime_ids), "perPage": PER_PAGE})
+        asked = set(anime_ids)
+        media = [
+            m
+            for m in (data.get("Page") or {}).get("media") or ()
+            if isinstance(m, dict) and m.get("id") in asked
+        ]
+        return [links_from_media(m) for m in media], _relations_by_title(media)
 
     # -- users --
 
@@ -625,7 +677,59 @@ def anime_from_media(media: dict, rank: int | None = None) -> Anime:
         is_adult=bool(media.get("isAdult")),
         tags=tuple(t["name"] for t in media.get("tags") or () if t and t.get("name")),
         popularity_rank=rank,
+        **_link_fields(media),
     )
+
+
+def links_from_media(media: dict) -> TitleLinks:
+    """The cover URLs and AniList page of a Media object (None where it has none)."""
+    return TitleLinks(media["id"], **_link_fields(media))
+
+
+def _link_fields(media: dict) -> dict[str, str | None]:
+    cover = media.get("coverImage")
+    cover = cover if isinstance(cover, dict) else {}
+    return {
+        "cover_medium": _url_or_none(cover.get("medium")),
+        "cover_large": _url_or_none(cover.get("large")),
+        "site_url": _url_or_none(media.get("siteUrl")),
+    }
+
+
+def _url_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value.startswith(("https://", "http://")) else None
+
+
+def relations_from_media(media: dict) -> list[Relation] | None:
+    """The edges of a Media object to other anime, each once, in AniList's order; None when the
+    answer has no relations list at all (unknown, not "none").
+
+    Edges to manga or novels, null edges or nodes, and relation types this program does not
+    know (AniList may add some) are left out.
+    """
+    relations = media.get("relations")
+    edges = relations.get("edges") if isinstance(relations, dict) else None
+    if not isinstance(edges, list):
+        return None
+    found: dict[tuple[int, str], Relation] = {}
+    for edge in edges:
+        node = edge.get("node") if isinstance(edge, dict) else None
+        if not isinstance(node, dict) or node.get("type") != "ANIME":
+            continue
+        related, kind = node.get("id"), edge.get("relationType")
+        if isinstance(related, int) and related != media["id"] and kind in RELATION_TYPES:
+            found.setdefault((related, kind), Relation(media["id"], related, kind))
+    return list(found.values())
+
+
+def _relations_by_title(media: Iterable[dict]) -> dict[int, list[Relation]]:
+    """Title id -> its edges, for the titles whose answer had a relations list."""
+    found = {}
+    for m in media:
+        edges = relations_from_media(m)
+        if edges is not None:
+            found[m["id"]] = edges
+    return found
 
 
 def entry_from_list_item(item: dict) -> ListEntry:

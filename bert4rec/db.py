@@ -351,9 +351,15 @@ def _upsert_anime(conn: sqlite3.Connection, animes: Iterable[Anime]) -> int:
 
 
 def store_catalogue_page(
-    conn: sqlite3.Connection, animes: list[Anime], progress_key: str, progress: str
+    conn: sqlite3.Connection,
+    animes: list[Anime],
+    progress_key: str,
+    progress: str,
+    *,
+    relations: Mapping[int, Iterable[Relation]] | None = None,
 ) -> None:
-    """Store one page of a ranked catalogue walk and the walk's progress, in one transaction.
+    """Store one page of a ranked catalogue walk, the edges of its titles (`relations`, as for
+    store_relations) and the walk's progress, in one transaction.
 
     Older rows holding the ranks this page hands out lose them, so a rank always names one
     title, even while a walk is half done.
@@ -369,6 +375,7 @@ def store_catalogue_page(
                 (min(ranks), max(ranks), *ids),
             )
         _upsert_anime(conn, animes)
+        _store_relations(conn, relations or {})
         _set_meta(conn, progress_key, progress)
 
 
@@ -483,6 +490,37 @@ def load_relations(conn: sqlite3.Connection) -> dict[int, tuple[Relation, ...]]:
     for anime_id, related_id, relation_type in rows:
         found.setdefault(anime_id, []).append(Relation(anime_id, related_id, relation_type))
     return {anime_id: tuple(edges) for anime_id, edges in found.items()}
+
+
+@dataclass(frozen=True)
+class TitleLinks:
+    """Where a title's pictures and AniList page are (bert_anime's URL columns)."""
+
+    anime_id: int
+    cover_medium: str | None = None
+    cover_large: str | None = None
+    site_url: str | None = None
+
+
+def store_links_and_relations(
+    conn: sqlite3.Connection,
+    links: Iterable[TitleLinks],
+    relations: Mapping[int, Iterable[Relation]],
+) -> None:
+    """Set the URL columns of stored titles and replace their edges (as store_relations), in
+    one transaction, leaving every other column as it is."""
+    with transaction(conn):
+        conn.executemany(
+            "UPDATE bert_anime SET cover_medium = ?, cover_large = ?, site_url = ? "
+            "WHERE anime_id = ?",
+            [(t.cover_medium, t.cover_large, t.site_url, t.anime_id) for t in links],
+        )
+        _store_relations(conn, relations)
+
+
+def relation_count(conn: sqlite3.Connection) -> int:
+    """Stored edges, all titles together."""
+    return int(conn.execute("SELECT COUNT(*) FROM bert_anime_relation").fetchone()[0])
 
 
 def anime_ids_without_relations(conn: sqlite3.Connection) -> list[int]:

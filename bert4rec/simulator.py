@@ -7,7 +7,11 @@ of at most 500 with custom lists repeating entries, 404 "Not Found." / "Private 
 
 It reads GraphQL for real (a small parser below): operation, variables with defaults, fields,
 aliases and arguments, and it answers only the fields asked for. Unknown fields are an HTTP 400,
-as on AniList, so a client asking for something the fake world lacks fails loudly.
+as on AniList, so a client asking for something the fake world lacks fails loudly, and so is a
+query over AniList's complexity cap (counted as AniList counts it: see query_complexity).
+
+It also serves the covers its Media objects name (GET /covers/medium/ID.png and
+/covers/large/ID.png): small PNGs drawn in the title's colour, so an offline page has pictures.
 
 Tests steer it:
 
@@ -26,17 +30,24 @@ from __future__ import annotations
 import json
 import math
 import re
+import struct
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .synthetic import generate_world
+from .world import COVER_SIZES, SIMULATOR_URL, FakeUser, World, make_media
+
 MAX_PER_PAGE = 50
 MAX_PER_CHUNK = 500
 PAGE_DEPTH_CAP = 5000
+MAX_COMPLEXITY = 500  # AniList's query complexity cap (see query_complexity)
+COVER_PIXELS = {"medium": (100, 142), "large": (230, 326)}  # about AniList's cover sizes
 STATUS_ORDER = ("CURRENT", "REPEATING", "COMPLETED", "PAUSED", "DROPPED", "PLANNING")
 STATUS_LIST_NAMES = {
     "CURRENT": "Watching",
@@ -53,110 +64,6 @@ DISABLED_MESSAGE = (
 )
 PAGE_DEPTH_MESSAGE = "Page depth exceeds maximum allowed for API requests (5000 entries)"
 FAULT_KINDS = ("http500", "garbage", "hang", "disconnect", "disabled", "rate_limit", "not_found")
-
-
-# --- the world -------------------------------------------------------------------------------
-
-
-def make_media(media_id: int, popularity: int, **fields: Any) -> dict:
-    """An AniList Media object with every field the client may ask for; `fields` override."""
-    media = {
-        "__typename": "Media",
-        "id": media_id,
-        "idMal": media_id,
-        "type": "ANIME",
-        "title": {"romaji": f"Anime {media_id}", "english": None, "native": None},
-        "genres": [],
-        "tags": [],
-        "format": "TV",
-        "status": "FINISHED",
-        "episodes": 12,
-        "duration": 24,
-        "averageScore": None,
-        "meanScore": None,
-        "popularity": popularity,
-        "favourites": 0,
-        "startDate": {"year": None, "month": None, "day": None},
-        "season": None,
-        "seasonYear": None,
-        "isAdult": False,
-    }
-    media.update(fields)
-    return media
-
-
-def make_entry(entry_id: int, media_id: int, status: str = "COMPLETED", **fields: Any) -> dict:
-    """An AniList MediaList object (score on the 0-100 scale, 0 = none); `fields` override."""
-    entry = {
-        "__typename": "MediaList",
-        "id": entry_id,
-        "mediaId": media_id,
-        "status": status,
-        "score": 0,
-        "progress": 0,
-        "repeat": 0,
-        "private": False,
-        "hiddenFromStatusLists": False,
-        "notes": None,
-        "createdAt": 1_600_000_000,
-        "updatedAt": 1_600_000_000 + entry_id,
-        "startedAt": {"year": None, "month": None, "day": None},
-        "completedAt": {"year": None, "month": None, "day": None},
-    }
-    entry.update(fields)
-    return entry
-
-
-@dataclass
-class FakeUser:
-    """One AniList account. `custom_lists` maps a custom list's name to the media ids in it; an
-    entry with hiddenFromStatusLists shows up only in its custom lists, as on AniList."""
-
-    id: int
-    name: str
-    entries: list[dict] = field(default_factory=list)
-    custom_lists: dict[str, list[int]] = field(default_factory=dict)
-    private: bool = False
-    score_format: str = "POINT_100"
-
-    def as_user_object(self) -> dict:
-        watched = [e for e in self.entries if e["status"] != "PLANNING"]
-        scores = [e["score"] for e in watched if e["score"]]
-        return {
-            "__typename": "User",
-            "id": self.id,
-            "name": self.name,
-            "updatedAt": max((e["updatedAt"] for e in self.entries), default=0),
-            "mediaListOptions": {"scoreFormat": self.score_format},
-            "statistics": {
-                "anime": {
-                    "count": len(watched),
-                    "meanScore": round(sum(scores) / len(scores), 1) if scores else 0,
-                    "standardDeviation": 0,
-                    "minutesWatched": 0,
-                    "episodesWatched": sum(e["progress"] or 0 for e in watched),
-                }
-            },
-        }
-
-
-@dataclass
-class World:
-    """What the fake AniList knows: Media objects (make_media) and users (FakeUser)."""
-
-    media: list[dict]
-    users: list[FakeUser] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.by_popularity = sorted(self.media, key=lambda m: (-(m["popularity"] or 0), m["id"]))
-        self.media_by_id = {m["id"]: m for m in self.media}
-        self.users_by_name = {u.name.lower(): u for u in self.users}
-        self.users_by_id = {u.id: u for u in self.users}
-
-    def user(self, *, user_id: int | None = None, name: str | None = None) -> FakeUser | None:
-        if user_id is not None:
-            return self.users_by_id.get(user_id)
-        return self.users_by_name.get((name or "").lower())
 
 
 # --- a small GraphQL reader ------------------------------------------------------------------
@@ -333,6 +240,20 @@ class _Parser:
 def parse_query(text: str) -> Operation:
     """Parse a GraphQL query document (one query operation, no fragments)."""
     return _Parser(text).operation()
+
+
+def query_complexity(fields: list[Selection]) -> int:
+    """A query's complexity as AniList counts it: every selected field costs 1 plus the cost of
+    the fields selected under it, aliases counting again; arguments (perPage too) cost nothing.
+
+    That is graphql-php's default rule, which AniList's server runs. It fits what AniList
+    answered to published queries: aliased `Media(id:) { id idMal format title { romaji english
+    native } startDate { year } }` cost 10 each (50 of them exactly 500) and an aliased
+    `Page { pageInfo { hasNextPage } airingSchedules { episode airingAt media { id title { english
+    romaji native } coverImage { extraLarge large } format seasonYear isAdult } } }` cost 18
+    (29 of them "Max query complexity should be 500 but got 522").
+    """
+    return sum(1 + query_complexity(selection.fields) for selection in fields)
 
 
 def bind(fields: list[Selection], variables: dict[str, Any], defaults: dict) -> list[Selection]:
@@ -618,6 +539,11 @@ class FakeAniList:
             self.log.append({"query": query, "variables": variables, "headers": headers})
         try:
             operation = parse_query(query)
+            complexity = query_complexity(operation.fields)
+            if complexity > MAX_COMPLEXITY:
+                raise GraphQLError(
+                    400, f"Max query complexity should be {MAX_COMPLEXITY} but got {complexity}."
+                )
             roots = bind(operation.fields, variables, operation.defaults)
             data = {}
             for root in roots:
@@ -674,24 +600,51 @@ class FakeAniList:
             }
         }
         for selection in root.fields:
-            if selection.name != "pageInfo":
+            if selection.name == "media":
+                result["media"] = [self._served(m) for m in chosen]
+            elif selection.name != "pageInfo":
                 result[selection.name] = chosen
         return result
 
     def _media_items(self, args: dict) -> list[dict]:
-        _check_args("media", args, {"type", "sort", "popularity_lesser", "popularity_greater"})
+        known = {"type", "sort", "popularity_lesser", "popularity_greater", "id_in"}
+        _check_args("media", args, known)
         if args.get("type", "ANIME") != "ANIME":
             return []
         sort = args.get("sort") or ["POPULARITY_DESC", "ID"]
         if sort not in (["POPULARITY_DESC", "ID"], ["POPULARITY_DESC"], "POPULARITY_DESC"):
             raise GraphQLError(400, f"This server sorts media by POPULARITY_DESC only, not {sort}")
         below, above = args.get("popularity_lesser"), args.get("popularity_greater")
+        wanted = None if args.get("id_in") is None else set(args["id_in"])
         return [
             m
             for m in self.world.by_popularity
             if (below is None or m["popularity"] < below)
             and (above is None or m["popularity"] > above)
+            and (wanted is None or m["id"] in wanted)
         ]
+
+    def _served(self, media: dict) -> dict:
+        """A Media object as it goes out: cover URLs point at this server."""
+        cover = media.get("coverImage")
+        if not isinstance(cover, dict):
+            return media
+        here = self.url.rstrip("/")
+        cover = {
+            k: v.replace(SIMULATOR_URL, here) if isinstance(v, str) else v for k, v in cover.items()
+        }
+        return {**media, "coverImage": cover}
+
+    def cover(self, path: str) -> Answer:
+        """GET /covers/SIZE/ID.png: the title's cover, drawn in its colour."""
+        match = re.fullmatch(r"/covers/([a-z]+)/(\d+)\.png", path)
+        media = self.world.media_by_id.get(int(match.group(2))) if match else None
+        if match is None or match.group(1) not in COVER_SIZES or media is None:
+            return Answer(404, b"Not Found", {"Content-Type": "text/plain"})
+        colour = (media.get("coverImage") or {}).get("color") or "#888888"
+        width, height = COVER_PIXELS[match.group(1)]
+        png = cover_png(colour, width, height, pattern=media["id"])
+        return Answer(200, png, {"Content-Type": "image/png", "Cache-Control": "max-age=86400"})
 
     def _media_list_items(self, args: dict) -> list[dict]:
         _check_args("mediaList", args, {"mediaId", "type", "status_in", "sort"})
@@ -738,7 +691,8 @@ class FakeAniList:
     def _list_groups(self, user: FakeUser, entries: list[dict]) -> list[dict]:
         media = self.world.media_by_id
         with_media = [
-            {**e, "media": media.get(e["mediaId"]) or make_media(e["mediaId"], 0)} for e in entries
+            {**e, "media": self._served(media.get(e["mediaId"]) or make_media(e["mediaId"], 0))}
+            for e in entries
         ]
         groups = []
         for status in STATUS_ORDER:
@@ -788,7 +742,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(answer)
 
     def do_GET(self) -> None:  # noqa: N802
-        self._send(_error_answer(400, "Must provide query string."))
+        if self.path.startswith("/covers/"):
+            self._send(self.simulator.cover(self.path.split("?")[0]))
+        else:
+            self._send(_error_answer(400, "Must provide query string."))
 
     def _send(self, answer: Answer) -> None:
         try:
@@ -803,6 +760,45 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass  # tests read stats and log, not the console
+
+
+# --- covers ----------------------------------------------------------------------------------
+
+
+def cover_png(colour: str, width: int, height: int, *, pattern: int = 0) -> bytes:
+    """A `width` x `height` PNG (8-bit RGB): `colour` ("#rrggbb") with lighter diagonal stripes
+    whose width and slant follow `pattern`, and a dark band at the foot where a title would go."""
+    red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    base = bytes((red, green, blue))
+    light = bytes(min(255, c + (255 - c) // 3) for c in (red, green, blue))
+    dark = bytes(c * 2 // 5 for c in (red, green, blue))
+    period = 12 + pattern % 5 * 4
+    slant = 1 if pattern % 2 else -1
+    band = height - height // 5
+    rows = []
+    for y in range(height):
+        if y >= band:
+            rows.append(b"\x00" + dark * width)
+            continue
+        row = bytearray(b"\x00")
+        for x in range(width):
+            row += light if (x + slant * y) % period < period // 3 else base
+        rows.append(bytes(row))
+    return _png(width, height, b"".join(rows))
+
+
+def _png(width: int, height: int, raw_rows: bytes) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw_rows, 9))
+        + chunk(b"IEND", b"")
+    )
 
 
 # --- the standalone simulator ----------------------------------------------------------------
@@ -824,8 +820,6 @@ def write_user_names(world: World, path: str, limit: int | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
-
-    from .synthetic import generate_world  # the generator builds on this module's World
 
     parser = argparse.ArgumentParser(
         prog="python -m bert4rec.simulator",

@@ -6,12 +6,19 @@ the same world. It is shaped like the real thing where that matters to a recomme
 - a catalogue of franchises: a first season, then sequels, movies and specials released later;
   popularity with a long tail (a few titles on most lists, most titles on few);
 - AniList's genres, formats, seasons and statuses, and titles in romaji, English and Japanese;
+- relations between a franchise's titles, in AniList's terms: each main entry (TV, movie, ONA)
+  the SEQUEL of the one before and its PREQUEL back; specials and OVAs SIDE_STORY of the main
+  entry before them (which is their PARENT); some franchises with a recap (SUMMARY, whose PARENT
+  is the entry it sums up), the odd SPIN_OFF or ALTERNATIVE version, and the manga a franchise
+  was adapted from (SOURCE, a MANGA node outside the catalogue);
+- a cover colour per franchise (the simulator draws the covers);
 - users with tastes (a few favourite genres), list sizes from a handful to hundreds, who watch
-  a franchise in release order, mostly finish what they start, plan some titles, drop others,
-  score on their own habits, and keep some titles in custom lists as well;
+  a franchise in release order, mostly finish what they start, plan some titles, drop others
+  (and then watch nothing more of that franchise), rarely bother with recaps, score on their
+  own habits, and keep some titles in custom lists as well;
 - a few private users, and users too small to keep.
 
-The result is a `simulator.World`: Media objects and `FakeUser`s with AniList-shaped list
+The result is a `world.World`: Media objects and `FakeUser`s with AniList-shaped list
 entries, which the simulator serves as they are.
 """
 
@@ -21,7 +28,7 @@ import datetime
 import math
 import random
 
-from .simulator import FakeUser, World, make_entry, make_media
+from .world import FakeUser, World, cover_colour, make_entry, make_media, relate, relation_node
 
 GENRES = (
     "Action", "Adventure", "Comedy", "Drama", "Ecchi", "Fantasy", "Horror", "Mahou Shoujo",
@@ -36,6 +43,17 @@ COMMUNITIES = 8
 COMMUNITY_PULL = 12.0
 GENRE_PULL = 3.0
 _FORMAT_LABEL = {"MOVIE": " Movie", "OVA": " OVA", "SPECIAL": " Specials", "ONA": " ONA"}
+# What a later entry of a franchise is to the rest of it (the first entry is always MAIN).
+MAIN, SIDE, RECAP, SPIN_OFF, ALTERNATIVE = "main", "side", "recap", "spin-off", "alternative"
+_ROLE_LABEL = {RECAP: (" Soushuuhen", " Recap"), SPIN_OFF: (" Gaiden", " Spin-off"),
+               ALTERNATIVE: (" Remake", " Remake")}  # fmt: skip
+# Shares of the entries after a franchise's first that are of the rarer kinds, and how users
+# treat the extras.
+RECAP_SHARE, SPIN_OFF_SHARE, ALTERNATIVE_SHARE = 0.1, 0.04, 0.04
+SOURCE_SHARE = 0.6  # franchises adapted from a manga
+MANGA_ID_BASE = 900_000  # AniList's manga ids never coincide with anime ids
+SKIP_CHANCE = {SIDE: 0.4, RECAP: 0.9, SPIN_OFF: 0.5, ALTERNATIVE: 0.7}  # skipped, not stopped
+STOP_CHANCE = 0.35  # a user stops following a franchise before its next main entry
 
 _ROMAJI_WORDS = (
     "Hoshi", "Sora", "Kaze", "Yume", "Tsubasa", "Kokoro", "Hikari", "Yoru", "Umi", "Hana",
@@ -70,9 +88,9 @@ def generate_world(
 ) -> World:
     """The catalogue and users for a seed; `n_media` titles, `n_users` accounts."""
     rng = random.Random(seed)
-    franchises = _make_franchises(rng, n_media)
+    franchises, roles = _make_franchises(rng, n_media)
     appeal = _assign_appeal(rng, franchises)
-    users = [_make_user(rng, i, franchises, appeal, private_share) for i in range(n_users)]
+    users = [_make_user(rng, i, franchises, roles, appeal, private_share) for i in range(n_users)]
     media = [m for franchise in franchises for m in franchise]
     _count_list_popularity(media, users, appeal)
     return World(media=media, users=users)
@@ -81,9 +99,11 @@ def generate_world(
 # --- catalogue -------------------------------------------------------------------------------
 
 
-def _make_franchises(rng: random.Random, n_media: int) -> list[list[dict]]:
-    """Franchises of 1-6 titles in release order, `n_media` titles in all."""
+def _make_franchises(rng: random.Random, n_media: int) -> tuple[list[list[dict]], dict[int, str]]:
+    """Franchises of 1-6 titles in release order, `n_media` titles in all, related as AniList
+    relates them; also each title's role (MAIN, SIDE, RECAP, SPIN_OFF, ALTERNATIVE)."""
     franchises: list[list[dict]] = []
+    roles: dict[int, str] = {}
     next_id = 1000
     used_titles: set[str] = set()
     while sum(len(f) for f in franchises) < n_media:
@@ -93,6 +113,7 @@ def _make_franchises(rng: random.Random, n_media: int) -> list[list[dict]]:
         genres = rng.sample(GENRES, rng.choice((2, 3, 3, 4)))
         year = rng.randint(1995, 2024)
         season = rng.choice(SEASONS)
+        colour = cover_colour(len(franchises))
         franchise = []
         for part in range(size):
             next_id += rng.randint(1, 40)
@@ -101,11 +122,61 @@ def _make_franchises(rng: random.Random, n_media: int) -> list[list[dict]]:
             )[0]  # fmt: skip
             if part == 0 and rng.random() < 0.2:
                 fmt = rng.choice(("MOVIE", "ONA", "OVA", "TV_SHORT"))
-            franchise.append(_make_media(rng, next_id, words, part, fmt, genres, year, season))
+            role = _role(rng, part, fmt, franchise, roles)
+            if role == RECAP:
+                fmt = rng.choice(("SPECIAL", "MOVIE"))
+            media = _make_media(rng, next_id, words, part, fmt, genres, year, season, role)
+            media["coverImage"]["color"] = colour
+            roles[next_id] = role
+            franchise.append(media)
             year += rng.choice((0, 1, 1, 2, 3))
             season = rng.choice(SEASONS)
+        _relate_franchise(franchise, roles)
+        if rng.random() < SOURCE_SHARE:
+            manga = relation_node(MANGA_ID_BASE + franchise[0]["id"], "MANGA", "MANGA")
+            for media in franchise:
+                if roles[media["id"]] in (MAIN, SIDE):
+                    media["relations"]["edges"].append(
+                        {"__typename": "MediaEdge", "relationType": "SOURCE", "node": manga}
+                    )
         franchises.append(franchise)
-    return franchises
+    return franchises, roles
+
+
+def _role(
+    rng: random.Random, part: int, fmt: str, franchise: list[dict], roles: dict[int, str]
+) -> str:
+    if part == 0:
+        return MAIN
+    has_main_before = any(roles[m["id"]] == MAIN for m in franchise)
+    draw = rng.random()
+    if has_main_before and draw < RECAP_SHARE:
+        return RECAP
+    draw -= RECAP_SHARE
+    if draw < SPIN_OFF_SHARE:
+        return SPIN_OFF
+    if draw < SPIN_OFF_SHARE + ALTERNATIVE_SHARE:
+        return ALTERNATIVE
+    return SIDE if fmt in ("OVA", "SPECIAL") else MAIN
+
+
+def _relate_franchise(franchise: list[dict], roles: dict[int, str]) -> None:
+    """AniList's edges between a franchise's entries (`franchise` is in release order)."""
+    previous_main: dict | None = None
+    for media in franchise:
+        role = roles[media["id"]]
+        if role == MAIN:
+            if previous_main is not None:
+                relate(previous_main, media, "SEQUEL", "PREQUEL")
+            previous_main = media
+        elif role == SIDE:
+            relate(previous_main or franchise[0], media, "SIDE_STORY", "PARENT")
+        elif role == RECAP:
+            relate(previous_main or franchise[0], media, "SUMMARY", "PARENT")
+        elif role == SPIN_OFF:
+            relate(franchise[0], media, "SPIN_OFF", "PARENT")
+        else:
+            relate(franchise[0], media, "ALTERNATIVE", "ALTERNATIVE")
 
 
 def _unique_title_words(rng: random.Random, used: set[str]) -> tuple[str, ...]:
@@ -126,11 +197,17 @@ def _make_media(
     genres: list[str],
     year: int,
     season: str,
+    role: str = MAIN,
 ) -> dict:
     romaji = " no ".join(words)
     english = "The " + " of ".join(_ENGLISH[w] for w in reversed(words))
     native = "の".join(_NATIVE[w] for w in words)
-    if part:
+    if role in _ROLE_LABEL:
+        romaji_label, english_label = _ROLE_LABEL[role]
+        romaji += f"{romaji_label} {part + 1}"
+        english += f"{english_label} {part + 1}"
+        native += f" {part + 1}"
+    elif part:
         label = _FORMAT_LABEL.get(fmt, "")
         romaji += f"{label} {part + 1}"
         english += f"{label or ' Season'} {part + 1}"
@@ -180,6 +257,7 @@ def _make_user(
     rng: random.Random,
     index: int,
     franchises: list[list[dict]],
+    roles: dict[int, str],
     appeal: dict[int, float],
     private_share: float,
 ) -> FakeUser:
@@ -202,14 +280,17 @@ def _make_user(
     entries: list[dict] = []
     for franchise_index in chosen:
         for part, media in enumerate(franchises[franchise_index]):
-            if part and rng.random() < 0.35:
+            role = roles[media["id"]]
+            if part and role != MAIN and rng.random() < SKIP_CHANCE[role]:
+                continue  # not interested in this extra; the franchise goes on
+            if part and role == MAIN and rng.random() < STOP_CHANCE:
                 break  # stops following the franchise
             clock += rng.randint(3, 40) * 86_400
             liked = bool(favourite & set(media["genres"]))
             entry_id = user_id * 1000 + len(entries) + 1
             entries.append(_make_entry(rng, entry_id, media, clock, liked, leniency))
             if entries[-1]["status"] in ("DROPPED", "PLANNING"):
-                break
+                break  # a dropped (or only planned) franchise is not watched any further
     custom = {}
     if rng.random() < 0.3:
         custom["Favourites"] = [e["mediaId"] for e in entries if e["score"] >= 85][:15]

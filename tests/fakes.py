@@ -7,7 +7,8 @@ import time
 
 from conftest import start_script
 
-from bert4rec.simulator import FakeAniList, FakeUser, World, make_entry, make_media
+from bert4rec.simulator import FakeAniList
+from bert4rec.world import FakeUser, World, make_entry, make_media
 
 FAST = ["--rate-limit", "60000"]  # pacing that costs the tests nothing
 

@@ -9,9 +9,10 @@ import pytest
 import requests
 from fakes import FakeClock, catalogue, expected_order, standard_world, user_with_list
 
-from bert4rec import anilist
+from bert4rec import anilist, db
 from bert4rec.anilist import AniListClient, CataloguePosition, Pacer
-from bert4rec.simulator import FakeAniList, World, make_entry
+from bert4rec.simulator import MAX_COMPLEXITY, FakeAniList, parse_query, query_complexity
+from bert4rec.world import World, make_entry, make_media, relate, relation_node
 
 
 @pytest.fixture
@@ -249,7 +250,7 @@ def test_user_input_travels_as_variables_with_an_honest_user_agent(clock):
 
 
 def walk(client: AniListClient, count: int, **kwargs) -> list:
-    return [a for animes, _ in client.walk_catalogue(count, **kwargs) for a in animes]
+    return [a for page in client.walk_catalogue(count, **kwargs) for a in page.animes]
 
 
 def test_walk_ranks_by_popularity_and_stops_on_an_empty_page(clock):
@@ -289,8 +290,9 @@ def test_walk_resumes_from_a_position(clock):
     with served(clock, world=World(media)) as api:
         client = client_for(api, clock)
         first_two = []
-        for animes, position in client.walk_catalogue(180):
-            first_two += animes
+        for page in client.walk_catalogue(180):
+            first_two += page.animes
+            position = page.position
             if position.page == 3:
                 break
         resumed = CataloguePosition.from_dict(json.loads(json.dumps(position.to_dict())))
@@ -301,6 +303,97 @@ def test_walk_resumes_from_a_position(clock):
 
 
 # --- users -----------------------------------------------------------------------------------
+
+
+# --- relations, covers and the complexity cap ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query, cost",
+    [(anilist.POPULAR_ANIME_QUERY, 40), (anilist.ANIME_LINKS_QUERY, 13)],
+)
+def test_catalogue_queries_fit_anilists_complexity_cap_at_50_a_page(query, cost):
+    # Counted as AniList counts (tests/test_simulator.py checks the rule on AniList's answers):
+    # the catalogue page with covers, page URL and relations costs 40 of the 500 allowed.
+    assert query_complexity(parse_query(query).fields) == cost <= MAX_COMPLEXITY
+    assert "perPage: $perPage" in query and anilist.PER_PAGE == 50
+
+
+def media_with_edges(edges, **fields) -> dict:
+    return make_media(7, 100, relations={"edges": edges}, **fields)
+
+
+def test_relations_keep_anime_edges_once_and_drop_the_rest():
+    edges = [
+        {"relationType": "SEQUEL", "node": {"id": 8, "type": "ANIME"}},
+        {"relationType": "SEQUEL", "node": {"id": 8, "type": "ANIME"}},  # repeated
+        {"relationType": "ADAPTATION", "node": {"id": 900, "type": "MANGA"}},
+        {"relationType": "SIDE_STORY", "node": None},
+        None,
+        {"relationType": "SUMMARY", "node": {"id": None, "type": "ANIME"}},
+        {"relationType": "A_NEW_KIND", "node": {"id": 9, "type": "ANIME"}},
+        {"relationType": "PREQUEL", "node": {"id": 7, "type": "ANIME"}},  # itself
+        {"relationType": "PARENT", "node": {"id": 3, "type": "ANIME"}},
+    ]
+    assert anilist.relations_from_media(media_with_edges(edges)) == [
+        db.Relation(7, 8, "SEQUEL"),
+        db.Relation(7, 3, "PARENT"),
+    ]
+    assert anilist.relations_from_media(media_with_edges([])) == []  # known: none
+    for unknown in (None, {"edges": None}, "broken"):
+        assert anilist.relations_from_media(make_media(7, 1, relations=unknown)) is None
+
+
+def test_covers_and_page_url_are_read_and_bad_ones_left_out():
+    good = anilist.anime_from_media(
+        make_media(
+            5, 1, coverImage={"medium": "https://img/m.png", "large": "https://img/l.png"},
+            siteUrl="https://anilist.co/anime/5",
+        )
+    )  # fmt: skip
+    assert (good.cover_medium, good.cover_large, good.site_url) == (
+        "https://img/m.png",
+        "https://img/l.png",
+        "https://anilist.co/anime/5",
+    )
+    for cover, url in ((None, None), ({"medium": 3, "large": "javascript:x"}, "")):
+        bad = anilist.anime_from_media(make_media(5, 1, coverImage=cover, siteUrl=url))
+        assert (bad.cover_medium, bad.cover_large, bad.site_url) == (None, None, None)
+
+
+def test_walk_brings_relations_and_simulator_covers_in_the_same_requests(clock):
+    media = catalogue(60)
+    relate(media[0], media[1], "SEQUEL", "PREQUEL")
+    media[0]["relations"]["edges"].append(
+        {"relationType": "SOURCE", "node": relation_node(99_001, "MANGA", "MANGA")}
+    )
+    media[2]["relations"] = None  # an answer without relations: unknown, asked again later
+    with served(clock, world=World(media)) as api:
+        pages = list(client_for(api, clock).walk_catalogue(60))
+        assert len(api.log) == 2  # 60 titles: two pages, nothing else
+        first = pages[0].animes[0]
+        assert first.cover_large == f"{api.url}covers/large/1.png"
+    assert pages[0].relations[1] == [db.Relation(1, 2, "SEQUEL")]
+    assert pages[0].relations[2] == [db.Relation(2, 1, "PREQUEL")]
+    assert 3 not in pages[0].relations and pages[0].relations[4] == []
+    assert first.site_url == "https://anilist.co/anime/1/"
+
+
+def test_links_by_id_come_50_a_request_for_the_titles_asked(clock):
+    media = catalogue(80)
+    relate(media[69], media[70], "SIDE_STORY", "PARENT")
+    with served(clock, world=World(media)) as api:
+        client = client_for(api, clock)
+        links, relations = client.fetch_links([71, 70, 12_345])  # 12345: not on AniList
+        assert api.log[-1]["variables"]["ids"] == [71, 70, 12_345]
+        with pytest.raises(ValueError):
+            client.fetch_links(list(range(1, 52)))
+    assert sorted(t.anime_id for t in links) == [70, 71]
+    assert relations == {
+        70: [db.Relation(70, 71, "SIDE_STORY")],
+        71: [db.Relation(71, 70, "PARENT")],
+    }
+    assert all(t.cover_medium and t.cover_medium.endswith(f"/{t.anime_id}.png") for t in links)
 
 
 def test_user_list_walks_chunks_and_custom_lists_keeping_each_title_once(clock):

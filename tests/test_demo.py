@@ -50,7 +50,7 @@ def test_client_reads_the_synthetic_world():
     with FakeAniList(world, rate_limit=60000) as api:
         client = AniListClient(api.url, rate_limit=60000)
         pages = list(client.walk_catalogue(120))
-        anime = [a for page, _ in pages for a in page]
+        anime = [a for page in pages for a in page.animes]
         assert [a.anime_id for a in anime] == [m["id"] for m in world.by_popularity]
         user_list = client.fetch_user_list(user_name=public.name)
         assert sorted(e.anime_id for e in user_list.entries) == sorted(

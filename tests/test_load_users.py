@@ -12,7 +12,8 @@ from conftest import run_script
 from fakes import FAST, catalogue, standard_world, stop_when_it_hangs, user_with_list
 
 from bert4rec import db
-from bert4rec.simulator import FakeAniList, World
+from bert4rec.simulator import FakeAniList
+from bert4rec.world import World
 
 USERS = "# people\r\nAlice\r\n  bob \r\n\r\nALICE\r\nCarol\r\nDave\r\nNobody\r\nnot a name\r\n"
 

@@ -29,8 +29,9 @@ from bert4rec.recommend import (
     history_from_entries,
     recommend_all_users,
 )
-from bert4rec.simulator import FakeAniList, FakeUser, World, make_entry
+from bert4rec.simulator import FakeAniList
 from bert4rec.titles import TitleIndex, normalise
+from bert4rec.world import FakeUser, World, make_entry
 
 CHAIN_LENGTH = 6  # planted.make_store's default
 TINY = [
