@@ -1,8 +1,11 @@
 @echo off
 rem Stage 4: recommendations from the trained model for an AniList user.
-rem   4_recommend.bat              asks for a user name, then runs recommend.py --user NAME
+rem   4_recommend.bat              asks for a user name, then runs recommend.py --user NAME --page:
+rem                                the table, and the page output\recommendations\NAME.html,
+rem                                opened in the browser
 rem   4_recommend.bat OPTIONS...   passes them on, e.g.  --user NAME --live,
-rem                                --titles "Title A" "Title B",  --all-users --out recs.csv,  --help
+rem                                --titles "Title A" "Title B",  --all-users --out recs.csv,
+rem                                --user NAME --page,  --help
 setlocal
 cd /d "%~dp0"
 if not "%~1"=="" goto :given
@@ -11,7 +14,7 @@ set "USER_NAME="
 rem A double-clicked window would close at once on an empty answer, so ask again.
 set /p "USER_NAME=AniList user name (Ctrl-C to quit; other ways: 4_recommend.bat --help): "
 if not defined USER_NAME goto :ask
-call "%~dp0scripts\step.bat" recommend.py --user "%USER_NAME%"
+call "%~dp0scripts\step.bat" recommend.py --user "%USER_NAME%" --page
 exit /b %ERRORLEVEL%
 :given
 call "%~dp0scripts\step.bat" recommend.py %*

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Stage 4: recommendations from the trained model for an AniList user.
-#   ./4_recommend.sh              asks for a user name, then runs recommend.py --user NAME
+#   ./4_recommend.sh              asks for a user name, then runs recommend.py --user NAME --page:
+#                                 the table, and the page output/recommendations/NAME.html,
+#                                 opened in the browser where there is one
 #   ./4_recommend.sh OPTIONS...   passes them on, e.g.  --user NAME --live,
-#                                 --titles "Title A" "Title B",  --all-users --out recs.csv,  --help
+#                                 --titles "Title A" "Title B",  --all-users --out recs.csv,
+#                                 --user NAME --page,  --help
 if [ "$#" -eq 0 ]; then
     read -r -p "AniList user name: " name
     if [ -z "$name" ]; then
         echo "No user name given. Other ways: ./4_recommend.sh --help" >&2
         exit 2
     fi
-    exec "$(dirname "$0")/scripts/step.sh" recommend.py --user "$name"
+    exec "$(dirname "$0")/scripts/step.sh" recommend.py --user "$name" --page
 fi
 exec "$(dirname "$0")/scripts/step.sh" recommend.py "$@"

@@ -4,6 +4,7 @@
     python recommend.py --user NAME --live           any public AniList user, fetched now
     python recommend.py --titles "Title A" "Title B" a history typed by hand, oldest first
     python recommend.py --all-users --out recs.csv   every loaded user, batched
+    python recommend.py --user NAME --html FILE      also a page with covers, reasons and links
 
 The work is done by bert4rec/recommend.py (Recommender); this file reads the flags and prints.
 """
@@ -12,20 +13,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import sys
 
 from tqdm import tqdm
 
-from bert4rec import cli, db, paths
+from bert4rec import cli, db, files, page, paths
 from bert4rec.config import DEVICES
+from bert4rec.filters import FORMATS, FilterError, Filters, make_filters
 from bert4rec.recommend import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MODEL_DIR,
     DEFAULT_TOP_K,
     SCORE_MEANING,
     History,
-    Recommendations,
     Recommender,
     RecommendError,
     TitleHistory,
@@ -35,11 +37,13 @@ from bert4rec.recommend import (
     fetch_list,
     history_from_entries,
     history_from_titles,
+    json_document,
     open_model,
     recommend_all_users,
     table_lines,
     write_csv,
 )
+from bert4rec.rules import DEFAULT_CONTINUE, FranchiseRules
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -108,6 +112,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="print one JSON document on stdout instead of the table (messages go to stderr)",
     )
     parser.add_argument(
+        "--html",
+        metavar="FILE.html",
+        help="also write the recommendations as a page (covers, reasons, AniList links): one "
+        "self-contained HTML file to open in a browser",
+    )
+    parser.add_argument(
+        "--page",
+        action="store_true",
+        help=f"write the page to {page.DEFAULT_PAGE_DIR}/NAME.html (what 4_recommend does) and "
+        "open it in the browser where there is one",
+    )
+    parser.add_argument(
+        "--open",
+        action="store_true",
+        help="open the page written by --html in the browser (skipped, never waited for, "
+        "where there is no browser or display)",
+    )
+    add_rule_arguments(parser)
+    add_filter_arguments(parser)
+    parser.add_argument(
         "--out", metavar="FILE.csv", help="with --all-users: the CSV file to write (K rows a user)"
     )
     parser.add_argument(
@@ -131,7 +155,114 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--live goes with --user NAME")
     if args.all_users != bool(args.out):
         parser.error("--all-users and --out FILE.csv go together")
+    if (args.html or args.page) and args.all_users:
+        parser.error("--html and --page make the page of one user: use --user or --titles")
+    if args.open and not (args.html or args.page):
+        parser.error("--open opens the page of --html FILE (or use --page)")
     return args
+
+
+def add_rule_arguments(parser: argparse.ArgumentParser) -> None:
+    rules = parser.add_argument_group("franchise rules (each on unless turned off)")
+    rules.add_argument(
+        "--allow-unwatched-prequels",
+        action="store_true",
+        help="recommend a sequel even when its prequel chain is unwatched (default: the "
+        "franchise's first unwatched entry is recommended in its place)",
+    )
+    rules.add_argument(
+        "--allow-dropped",
+        action="store_true",
+        help="recommend more of a franchise the user DROPPED an entry of (default: none)",
+    )
+    rules.add_argument(
+        "--allow-summaries",
+        action="store_true",
+        help="recommend summaries and recaps too (default: never)",
+    )
+    rules.add_argument(
+        "--all-seasons",
+        action="store_true",
+        help="any number of entries of one franchise (default: at most one)",
+    )
+    rules.add_argument(
+        "--continue",
+        dest="continue_top",
+        type=cli.non_negative_int,
+        default=DEFAULT_CONTINUE,
+        metavar="N",
+        help="the Continue list: the next unwatched entry of up to N franchises the user "
+        "completed or is watching, by score; 0 turns it off (default: %(default)s)",
+    )
+    rules.add_argument(
+        "--no-reasons",
+        action="store_true",
+        help='skip the reasons ("because you watched ..."): saves one forward pass a user',
+    )
+
+
+def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
+    filters = parser.add_argument_group("filters (applied after scoring, before cutting to --top)")
+    filters.add_argument(
+        "--genre",
+        action="append",
+        default=[],
+        metavar="GENRE",
+        help="only titles of this genre; repeat for titles having every one given",
+    )
+    filters.add_argument(
+        "--exclude-genre",
+        action="append",
+        default=[],
+        metavar="GENRE",
+        help="no titles of this genre (repeatable)",
+    )
+    filters.add_argument(
+        "--format",
+        action="append",
+        default=[],
+        metavar="FORMAT",
+        help=f"only titles of this format, one of {', '.join(FORMATS)} (repeatable: any of them)",
+    )
+    filters.add_argument("--year-from", type=int, metavar="YEAR", help="started in YEAR or later")
+    filters.add_argument("--year-to", type=int, metavar="YEAR", help="started in YEAR or earlier")
+    filters.add_argument(
+        "--min-popularity",
+        type=cli.non_negative_int,
+        metavar="N",
+        help="only titles at least N AniList users have on their list",
+    )
+    filters.add_argument(
+        "--include-unreleased",
+        action="store_true",
+        help="titles that have not started airing may be recommended (default: left out)",
+    )
+
+
+def rules_from(args: argparse.Namespace) -> FranchiseRules:
+    return FranchiseRules(
+        prequels_first=not args.allow_unwatched_prequels,
+        skip_dropped=not args.allow_dropped,
+        skip_summaries=not args.allow_summaries,
+        one_per_franchise=not args.all_seasons,
+        continue_top=args.continue_top,
+    )
+
+
+def filters_from(args: argparse.Namespace, catalogue: list[db.Anime]) -> Filters:
+    try:
+        return make_filters(
+            catalogue,
+            genres=args.genre,
+            exclude_genres=args.exclude_genre,
+            formats=args.format,
+            year_from=args.year_from,
+            year_to=args.year_to,
+            min_popularity=args.min_popularity,
+            include_unreleased=args.include_unreleased,
+        )
+    except FilterError as exc:
+        raise RecommendError(str(exc)) from None
 
 
 def main(args: argparse.Namespace) -> int:
@@ -152,7 +283,11 @@ def recommend(args: argparse.Namespace) -> int:
     args.db = args.db or default_database(opened.loaded.payload)
     conn = db.connect(args.db, create=False)
     catalogue = db.load_catalogue(conn)
-    recommender = Recommender.from_model(opened, catalogue, device=device)
+    args.filters = filters_from(args, catalogue)
+    args.rules = rules_from(args)
+    recommender = Recommender.from_model(
+        opened, catalogue, device=device, relations=db.load_relations(conn)
+    )
     if recommender.missing_from_catalogue:
         cli.say(
             f"note: {recommender.missing_from_catalogue} of the model's titles are not in "
@@ -193,7 +328,14 @@ def show(
     args: argparse.Namespace,
     typed: TitleHistory | None = None,
 ) -> int:
-    result = recommender.recommend(history, top_k=args.top, exclude_adult=args.exclude_adult)
+    result = recommender.recommend(
+        history,
+        top_k=args.top,
+        exclude_adult=args.exclude_adult,
+        rules=args.rules,
+        filters=args.filters,
+        explain=not args.no_reasons,
+    )
     watched = len(set(history.watched))
     if not result.titles_used:
         raise RecommendError(
@@ -204,8 +346,22 @@ def show(
             f"note: {len(result.unknown_ids)} of {watched} watched titles are not in the "
             "model's catalogue and were left out."
         )
+    document = json_document(
+        recommender,
+        result,
+        name=None if typed else name,
+        source=source,
+        watched=watched,
+        rules=args.rules,
+        filters=args.filters,
+    )
+    if typed is not None:
+        document["titles"] = typed_matches(typed)
+    if args.page and not args.html:
+        args.html = str(page.page_path(name if typed is None else "titles"))
+    if args.html:
+        write_page(args.html, document, open_it=args.open or args.page)
     if args.json:
-        document = json_document(recommender, result, name, source, watched, typed)
         # Escaped non-ASCII where stdout is not UTF-8: the JSON stays exact on any console.
         utf8 = (sys.stdout.encoding or "").lower().replace("-", "") == "utf8"
         print(json.dumps(document, indent=2, ensure_ascii=not utf8))
@@ -215,44 +371,38 @@ def show(
         f"titles; model {recommender.model_file} (epoch {recommender.epoch})\n"
     )
     print("\n".join(table_lines(result.items)))
+    if result.continue_items:
+        print("\nContinue (the next entry of franchises you follow):")
+        print("\n".join(table_lines(result.continue_items)))
+    passed = ", ".join(f"{n} {why}" for why, n in result.left_out.items())
+    if passed:
+        print(f"\nPassed over: {passed}.")
     print(f"\nScore: {SCORE_MEANING}.")
     return cli.EXIT_OK
 
 
-def json_document(
-    recommender: Recommender,
-    result: Recommendations,
-    name: str,
-    source: str,
-    watched: int,
-    typed: TitleHistory | None,
-) -> dict:
-    document = {
-        "user": None if typed else name,
-        "source": source,
-        "model": str(recommender.model_file),
-        "epoch": recommender.epoch,
-        "score": SCORE_MEANING,
-        "history": {
-            "watched": watched,
-            "used": result.titles_used,
-            "unknown_ids": list(result.unknown_ids),
-        },
-        "recommendations": [item.to_dict() for item in result.items],
-    }
-    if typed is not None:
-        document["titles"] = [
-            {
-                "query": m.query,
-                "anime_id": m.anime.anime_id if m.anime else None,
-                "title": m.anime.title if m.anime else None,
-                "matched_title": m.matched_title,
-                "ratio": round(m.ratio, 3),
-                "suggestions": [s.title for s in m.suggestions],
-            }
-            for m in typed.matches
-        ]
-    return document
+def write_page(path: str, document: dict, *, open_it: bool) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    files.write_text(path, page.render(document), encoding="utf-8")
+    opened = open_it and page.open_in_browser(path)
+    how = " (opened in the browser)" if opened else ""
+    if open_it and not opened:
+        how = " (no browser or display here: open it yourself)"
+    cli.say(f"Wrote the page {os.path.abspath(path)}{how}")
+
+
+def typed_matches(typed: TitleHistory) -> list[dict]:
+    return [
+        {
+            "query": m.query,
+            "anime_id": m.anime.anime_id if m.anime else None,
+            "title": m.anime.title if m.anime else None,
+            "matched_title": m.matched_title,
+            "ratio": round(m.ratio, 3),
+            "suggestions": [s.title for s in m.suggestions],
+        }
+        for m in typed.matches
+    ]
 
 
 def report_matches(typed: TitleHistory, *, to_stderr: bool) -> None:
@@ -283,6 +433,9 @@ def recommend_for_all(
             top_k=args.top,
             include_planning=args.include_planning,
             exclude_adult=args.exclude_adult,
+            rules=args.rules,
+            filters=args.filters,
+            explain=not args.no_reasons,
             batch_size=args.batch_size,
             on_batch=bar.update,
         )

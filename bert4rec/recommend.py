@@ -15,6 +15,11 @@ when asked, adult titles.
 Score: the model's probability that a title is the user's next one, among the titles it may
 recommend to them (a softmax over the catalogue without the excluded titles).
 
+Then, walking the ranking from the top: the franchise rules and the filters (rules.py,
+filters.py) keep what a fan would want until top_k titles are kept, a short Continue list holds
+the next entry of each franchise the user is following, and every title kept gets its reasons
+(reasons.py: the history titles whose removal lowers its score most).
+
 Loading is safe: the model file is read with torch.load(weights_only=True) (checkpoint.py), and
 the mapping from item_mappings.json, never from the pickle. A model and a mapping that disagree
 stop with a message instead of recommending the wrong titles.
@@ -27,19 +32,24 @@ import io
 import json
 import os
 import sqlite3
+import time
 import zipfile
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from . import checkpoint, data, db, devices, files, paths
+from . import checkpoint, data, db, devices, files, paths, reasons
 from .anilist import AniListClient, NotFound, PrivateUser
 from .data import ItemMapping
+from .filters import NO_FILTERS, Filters
+from .franchise import Franchises
 from .model import BERT4Rec
+from .rules import CONTINUED_STATUSES, DEFAULT_RULES, FranchiseRules, Viewer, select
 from .titles import TitleIndex, TitleMatch
 
 DEFAULT_MODEL_DIR = os.path.join(paths.DEFAULT_OUTPUT_DIR, "models")
@@ -55,6 +65,7 @@ SCORE_MEANING = (
 CSV_COLUMNS = (
     "user_name",
     "user_id",
+    "list",
     "rank",
     "anime_id",
     "title",
@@ -63,7 +74,12 @@ CSV_COLUMNS = (
     "year",
     "genres",
     "probability",
+    "reason",
+    "rules_applied",
+    "anilist_url",
+    "cover",
 )
+ANILIST_PAGE = "https://anilist.co/anime/{}"  # a title's page when the catalogue has no site_url
 
 TRAIN_FIRST = (
     "Train one first: python train_model.py (or 3_train_model.bat / ./3_train_model.sh), or "
@@ -84,6 +100,18 @@ class History:
 
     watched: Sequence[int]  # AniList ids in watch order, oldest first: what the model reads
     exclude: Collection[int] = ()  # more ids never to recommend (planned titles, say)
+    # The list status of each watched id (db.WATCHED_STATUSES); a title missing counts as
+    # COMPLETED (a history typed by hand).
+    statuses: Mapping[int, str] = field(default_factory=dict)
+
+    def viewer(self) -> Viewer:
+        """What the franchise rules read: what was seen, dropped, and followed."""
+        status = {a: self.statuses.get(a, "COMPLETED") for a in self.watched}
+        return Viewer(
+            seen=frozenset(status),
+            dropped=frozenset(a for a, s in status.items() if s == "DROPPED"),
+            started=[a for a in reversed(self.watched) if status[a] in CONTINUED_STATUSES],
+        )
 
 
 def history_from_entries(
@@ -93,7 +121,8 @@ def history_from_entries(
     PLANNING ones when include_planning."""
     watched = sorted((e for e in entries if e.watched), key=data.watch_order_key)
     exclude = [e.anime_id for e in entries if not (include_planning and e.status == "PLANNING")]
-    return History(tuple(e.anime_id for e in watched), frozenset(exclude))
+    statuses = {e.anime_id: e.status for e in watched}
+    return History(tuple(e.anime_id for e in watched), frozenset(exclude), statuses)
 
 
 @dataclass(frozen=True)
@@ -133,10 +162,29 @@ def fetch_list(client: AniListClient, user_name: str) -> tuple[str, tuple[db.Lis
 
 
 @dataclass(frozen=True)
+class Reason:
+    anime: db.Anime  # a title of the history
+    fall: float  # how much lower the recommendation's log-probability is without it (nats)
+
+
+@dataclass(frozen=True)
 class Recommendation:
     rank: int
     anime: db.Anime
     probability: float  # see SCORE_MEANING
+    reasons: tuple[Reason, ...] = ()  # the history titles that raised it most, largest first
+    rules_applied: tuple[str, ...] = ()  # how the franchise rules changed this place, in words
+
+    @property
+    def reason(self) -> str:
+        """'because you watched A, B', or '' when no title of the history raised it."""
+        if not self.reasons:
+            return ""
+        return "because you watched " + ", ".join(r.anime.title for r in self.reasons)
+
+    @property
+    def anilist_url(self) -> str:
+        return self.anime.site_url or ANILIST_PAGE.format(self.anime.anime_id)
 
     def to_dict(self) -> dict:
         a = self.anime
@@ -151,7 +199,17 @@ class Recommendation:
             "year": a.start_year,
             "genres": list(a.genres),
             "is_adult": a.is_adult,
+            "popularity": a.popularity,
             "probability": self.probability,
+            "reason": self.reason,
+            "because": [
+                {"anime_id": r.anime.anime_id, "title": r.anime.title, "fall": round(r.fall, 4)}
+                for r in self.reasons
+            ],
+            "rules_applied": list(self.rules_applied),
+            "anilist_url": self.anilist_url,
+            "cover_large": a.cover_large,
+            "cover_medium": a.cover_medium,
         }
 
 
@@ -160,6 +218,8 @@ class Recommendations:
     items: tuple[Recommendation, ...]
     titles_used: int  # titles of the history the model knows (it reads the newest of them)
     unknown_ids: tuple[int, ...]  # ids of the history not in the model's catalogue (left out)
+    continue_items: tuple[Recommendation, ...] = ()  # next entries of franchises being followed
+    left_out: Counter = field(default_factory=Counter)  # rules.LEFT_OUT_* -> titles passed over
 
 
 # --- the recommender ---------------------------------------------------------------------------
@@ -277,6 +337,7 @@ class Recommender:
         device: str | torch.device = "cpu",
         model_file: Path | None = None,
         epoch: int | None = None,
+        relations: Mapping[int, Sequence[db.Relation]] | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -287,6 +348,7 @@ class Recommender:
         # Titles the database lacks (it changed since training) still get a row: "#id".
         self.anime = {i: known.get(i) or db.Anime(i) for i in mapping.anime_ids}
         self.missing_from_catalogue = sum(1 for i in mapping.anime_ids if i not in known)
+        self.franchises = Franchises(catalogue, relations or {})
         adult = torch.zeros(mapping.vocab_size, dtype=torch.bool)
         for index, anime_id in enumerate(mapping.anime_ids, start=1):
             adult[index] = self.anime[anime_id].is_adult
@@ -300,13 +362,20 @@ class Recommender:
         *,
         device: str | torch.device = "cpu",
         notify: Callable[[str], None] = lambda message: None,
+        relations: Mapping[int, Sequence[db.Relation]] | None = None,
     ) -> Recommender:
         """From a model file or folder (find_model_file); RecommendError when it cannot be used."""
-        return cls.from_model(open_model(model_path, device, notify), catalogue, device=device)
+        opened = open_model(model_path, device, notify)
+        return cls.from_model(opened, catalogue, device=device, relations=relations)
 
     @classmethod
     def from_model(
-        cls, opened: OpenedModel, catalogue: Sequence[db.Anime], *, device: str | torch.device
+        cls,
+        opened: OpenedModel,
+        catalogue: Sequence[db.Anime],
+        *,
+        device: str | torch.device,
+        relations: Mapping[int, Sequence[db.Relation]] | None = None,
     ) -> Recommender:
         loaded = opened.loaded
         recommender = cls(
@@ -316,6 +385,7 @@ class Recommender:
             device=device,
             model_file=opened.path,
             epoch=loaded.payload.get("epoch"),
+            relations=relations,
         )
         if recommender.missing_from_catalogue == loaded.mapping.num_items:
             raise RecommendError(
@@ -325,9 +395,10 @@ class Recommender:
         return recommender
 
     def recommend(
-        self, history: History, *, top_k: int = DEFAULT_TOP_K, exclude_adult: bool = False
+        self, history: History, *, top_k: int = DEFAULT_TOP_K, **options
     ) -> Recommendations:
-        return self.recommend_many([history], top_k=top_k, exclude_adult=exclude_adult)[0]
+        """recommend_many for one history; the same options."""
+        return self.recommend_many([history], top_k=top_k, **options)[0]
 
     @torch.no_grad()
     def recommend_many(
@@ -336,11 +407,15 @@ class Recommender:
         *,
         top_k: int = DEFAULT_TOP_K,
         exclude_adult: bool = False,
+        rules: FranchiseRules = DEFAULT_RULES,
+        filters: Filters = NO_FILTERS,
+        explain: bool = True,
         batch_size: int = DEFAULT_BATCH_SIZE,
         on_batch: Callable[[int], None] | None = None,
     ) -> list[Recommendations]:
-        """The top_k titles for each history, one forward pass per batch_size histories;
-        on_batch(n) after each batch of n."""
+        """The top_k titles for each history, one forward pass per batch_size histories (and,
+        with explain, one more per history for the reasons); on_batch(n) after each batch of
+        n."""
         encoded = [data.encode_history(h.watched, self.mapping) for h in histories]
         excluded = [self._excluded_items(h, e.items) for h, e in zip(histories, encoded)]
         # Histories of similar length share a batch, so little of it is padding.
@@ -351,12 +426,25 @@ class Recommender:
             log_probs = self._score(
                 [encoded[i].items for i in chunk], [excluded[i] for i in chunk], exclude_adult
             )
-            top = log_probs.topk(min(top_k, self.mapping.num_items), dim=1)
             for row, i in enumerate(chunk):
+                chosen = self._select(
+                    log_probs[row], histories[i], top_k=top_k, rules=rules, filters=filters
+                )
+                found = [
+                    Recommendation(
+                        0, self.anime[p.anime_id], float(np.exp(p.log_prob)), rules_applied=p.notes
+                    )
+                    for p in chosen.items + chosen.continue_items
+                ]
+                if explain:
+                    found = self._explained(found, encoded[i].items)
+                main = len(chosen.items)
                 results[i] = Recommendations(
-                    self._ranked(top.indices[row].tolist(), top.values[row].tolist()),
+                    tuple(_ranked(found[:main])),
                     len(encoded[i].items),
                     tuple(encoded[i].unknown),
+                    tuple(_ranked(found[main:])),
+                    chosen.left_out,
                 )
             if on_batch is not None:
                 on_batch(len(chunk))
@@ -380,13 +468,56 @@ class Recommender:
             banned |= self.adult
         return torch.log_softmax(logits.masked_fill(banned, float("-inf")), dim=1).cpu()
 
-    def _ranked(self, indices: list[int], log_probs: list[float]) -> tuple[Recommendation, ...]:
+    def _select(
+        self,
+        log_probs: torch.Tensor,
+        history: History,
+        *,
+        top_k: int,
+        rules: FranchiseRules,
+        filters: Filters,
+    ):
+        """One user's titles from their row of _score: the ranking walked by rules.select."""
         # A -inf (or NaN, when nothing is left to recommend) is not a recommendation.
-        kept = [(i, p) for i, p in zip(indices, log_probs) if p > float("-inf")]
-        return tuple(
-            Recommendation(rank, self.anime[self.mapping.anime_id(i)], float(np.exp(p)))
-            for rank, (i, p) in enumerate(kept, start=1)
+        values, order = torch.sort(log_probs, descending=True)
+        values, order = values.tolist(), order.tolist()
+        count = next((n for n, v in enumerate(values) if not v > float("-inf")), len(values))
+        ids = self.mapping.anime_ids
+        ranked = [(ids[index - 1], value) for index, value in zip(order[:count], values)]
+        row = log_probs.tolist()
+
+        def score(anime_id: int) -> float | None:
+            index = self.mapping.index(anime_id)
+            value = None if index is None else row[index]
+            return value if value is not None and value > float("-inf") else None
+
+        return select(
+            ranked,
+            score,
+            history.viewer(),
+            self.franchises,
+            top_k=top_k,
+            rules=rules,
+            filters=filters,
         )
+
+    def _explained(self, found: list[Recommendation], history: np.ndarray) -> list[Recommendation]:
+        """The recommendations with their reasons (reasons.explain), all in one forward pass."""
+        targets = [self.mapping.index(r.anime.anime_id) for r in found]
+        because = reasons.explain(self.model, history, targets, self.mapping.mask_index)
+        return [
+            replace(
+                r,
+                reasons=tuple(
+                    Reason(self.anime[self.mapping.anime_id(item)], fall) for item, fall in why
+                ),
+            )
+            for r, why in zip(found, because)
+        ]
+
+
+def _ranked(items: Sequence[Recommendation]) -> list[Recommendation]:
+    return [replace(item, rank=rank) for rank, item in enumerate(items, start=1)]
 
 
 def trained_on(payload: dict) -> str | None:
@@ -411,19 +542,16 @@ def recommend_all_users(
     *,
     top_k: int = DEFAULT_TOP_K,
     include_planning: bool = False,
-    exclude_adult: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_batch: Callable[[int], None] | None = None,
+    **options,
 ) -> list[tuple[db.UserHistory, Recommendations]]:
-    """Every loaded user's top_k, batched; users with no title the model knows are left out."""
+    """Every loaded user's top_k, batched; users with no title the model knows are left out.
+    options: those of Recommender.recommend_many (exclude_adult, rules, filters, explain)."""
     users = db.load_histories(conn)
     histories = [history_from_entries(u.entries, include_planning=include_planning) for u in users]
     results = recommender.recommend_many(
-        histories,
-        top_k=top_k,
-        exclude_adult=exclude_adult,
-        batch_size=batch_size,
-        on_batch=on_batch,
+        histories, top_k=top_k, batch_size=batch_size, on_batch=on_batch, **options
     )
     return [(u, r) for u, r in zip(users, results) if r.titles_used]
 
@@ -433,12 +561,15 @@ def csv_text(rows: Sequence[tuple[db.UserHistory, Recommendations]]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for user, result in rows:
-        for item in result.items:
+        listed = [("top", i) for i in result.items]
+        listed += [("continue", i) for i in result.continue_items]
+        for which, item in listed:
             a = item.anime
             writer.writerow(
                 (
                     user.user_name,
                     user.user_id,
+                    which,
                     item.rank,
                     a.anime_id,
                     a.title,
@@ -447,6 +578,10 @@ def csv_text(rows: Sequence[tuple[db.UserHistory, Recommendations]]) -> str:
                     a.start_year or "",
                     "|".join(a.genres),
                     f"{item.probability:.6g}",
+                    item.reason,
+                    " | ".join(item.rules_applied),
+                    item.anilist_url,
+                    a.cover_large or a.cover_medium or "",
                 )
             )
     return out.getvalue()
@@ -462,6 +597,38 @@ def write_csv(
 # --- showing them ------------------------------------------------------------------------------
 
 
+def json_document(
+    recommender: Recommender,
+    result: Recommendations,
+    *,
+    name: str | None,
+    source: str,
+    watched: int,
+    rules: FranchiseRules = DEFAULT_RULES,
+    filters: Filters = NO_FILTERS,
+) -> dict:
+    """What --json prints and --html draws (page.render): the lists and how they were made."""
+    return {
+        "user": name,
+        "source": source,
+        "model": str(recommender.model_file),
+        "epoch": recommender.epoch,
+        "score": SCORE_MEANING,
+        "reason_method": reasons.METHOD,
+        "made": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "history": {
+            "watched": watched,
+            "used": result.titles_used,
+            "unknown_ids": list(result.unknown_ids),
+        },
+        "filters": filters.describe(),
+        "rules": rules.describe(),
+        "left_out": dict(result.left_out),
+        "recommendations": [item.to_dict() for item in result.items],
+        "continue": [item.to_dict() for item in result.continue_items],
+    }
+
+
 def describe(anime: db.Anime) -> str:
     """The title shown, then the romaji when it differs, the format and the year:
     'Attack on Titan (Shingeki no Kyojin; TV 2013)'."""
@@ -475,12 +642,13 @@ def describe(anime: db.Anime) -> str:
 def table_lines(items: Sequence[Recommendation]) -> list[str]:
     """Rank, score, format, year, title, genres; the title comes late because Japanese
     characters take two columns on a console and would break the alignment of what follows."""
-    lines = [f"{'Rank':>4}  {'Score':>7}  {'Format':<8}  {'Year':<4}  Title  (genres)"]
+    lines = [f"{'Rank':>4}  {'Score':>7}  {'Format':<8}  {'Year':<4}  Title  (genres)  - why"]
     for item in items:
         a = item.anime
         genres = f"  ({', '.join(a.genres)})" if a.genres else ""
+        why = "; ".join(part for part in (item.reason, *item.rules_applied) if part)
         lines.append(
             f"{item.rank:>4}  {item.probability:>7.2%}  {a.format or '-':<8}  "
-            f"{a.start_year or '-':<4}  {a.title}{genres}"
+            f"{a.start_year or '-':<4}  {a.title}{genres}" + (f"  - {why}" if why else "")
         )
     return lines

@@ -190,10 +190,14 @@ def test_batches_give_what_single_calls_give_with_one_forward_per_batch(store, r
 
     recommender.model.next_item_logits = counted
     try:
-        rows = recommend_all_users(recommender, conn, top_k=5, batch_size=16)
+        # The reasons take one more forward pass a user (reasons.py); scoring is what is counted.
+        rows = recommend_all_users(recommender, conn, top_k=5, batch_size=16, explain=False)
         batched_calls = list(calls)
         users = db.load_histories(conn)
-        alone = [recommender.recommend(history_from_entries(u.entries), top_k=5) for u in users]
+        alone = [
+            recommender.recommend(history_from_entries(u.entries), top_k=5, explain=False)
+            for u in users
+        ]
     finally:
         del recommender.model.next_item_logits
     assert len(rows) == len(users) == 150
@@ -359,7 +363,7 @@ def test_stored_user_table(models, store):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("Top 4 for user3: read ")
-    assert lines[2].split() == ["Rank", "Score", "Format", "Year", "Title", "(genres)"]
+    assert lines[2].split() == ["Rank", "Score", "Format", "Year", "Title", "(genres)", "-", "why"]
     assert [line.split()[0] for line in lines[3:7]] == ["1", "2", "3", "4"]
     assert lines[3].split()[1].endswith("%") and lines[-1].startswith("Score: the model's prob")
 
@@ -480,7 +484,7 @@ def test_launcher_asks_for_a_user_name_or_passes_arguments_on(launcher, tmp_path
     script = str(tmp_path / launcher)
 
     asked = subprocess.run([script], input="Alice\n", capture_output=True, text=True)
-    assert "ARGS ['--user', 'Alice']" in asked.stdout, asked.stderr
+    assert "ARGS ['--user', 'Alice', '--page']" in asked.stdout, asked.stderr
     passed = subprocess.run([script, "--titles", "A B", "C"], capture_output=True, text=True)
     assert "ARGS ['--titles', 'A B', 'C']" in passed.stdout
     nobody = subprocess.run([script], input="\n", capture_output=True, text=True)
