@@ -112,3 +112,13 @@ def test_blend_is_the_model_at_weight_0_and_keeps_exclusions():
     assert mixed[0, 1] == INF and mixed[0, 3] > mixed[0, 2]
     standard = blending.standardise(torch.tensor([[INF, 1.0, 3.0]]))
     assert standard[0, 1:].tolist() == pytest.approx([-1.0, 1.0])
+
+
+def test_pmi_embeddings_put_titles_held_together_close():
+    vectors = baselines.pmi_embeddings(TOY, 5, dim=4)
+    assert vectors.shape == (5, 4) and vectors.dtype == np.float32
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    cosine = unit @ unit.T
+    # Titles 4 and 5 are never held with 1..3: their vectors live in another subspace.
+    assert np.abs(cosine[:3, 3:]).max() < 1e-3
+    assert np.all(np.linalg.norm(vectors, axis=1) > 0)
