@@ -15,7 +15,13 @@ import sys
 from tqdm import tqdm
 
 from bert4rec import cli, db, paths
-from bert4rec.users import DEFAULT_MIN_ANIME, UserLoader, format_summary, require_catalogue
+from bert4rec.users import (
+    DEFAULT_MIN_ANIME,
+    UserLoader,
+    format_summary,
+    require_catalogue,
+    too_few_users_note,
+)
 from bert4rec.users_file import read_user_file
 
 
@@ -73,6 +79,9 @@ def main(args: argparse.Namespace) -> int:
             "comments in the file), or use --discover N"
         )
         return cli.EXIT_BAD_INPUT
+    note = too_few_users_note(len(user_file.names), args.discover)
+    if note:
+        cli.say(note)
     conn = db.connect(args.db)
     if args.discover:
         require_catalogue(conn)

@@ -42,6 +42,7 @@ FINAL_MODEL_FILE = "final_model.pth"  # the last epoch
 MAPPING_JSON_FILE = "item_mappings.json"  # what loaders read
 MAPPING_PICKLE_FILE = "item_mappings.pkl"  # the spec's format
 TRAINING_CONFIG_FILE = "training_config.json"
+BLEND_FILE = "ease_blend.pth"  # EASE's weights and share, when blending won (blending.py)
 
 CHECKPOINT_FORMAT = "bert4rec-checkpoint"
 CHECKPOINT_VERSION = 1

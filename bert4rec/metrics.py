@@ -112,15 +112,16 @@ def not_a_title_mask(num_items: int) -> torch.Tensor:
 
 def score_next_items(
     cases: NextItemCases,
-    score: Callable[[torch.Tensor], torch.Tensor],
+    score: Callable[[torch.Tensor, list[np.ndarray]], torch.Tensor],
     mapping: ItemMapping,
     max_seq_len: int,
     batch_size: int,
 ) -> NextItemScores:
     """Score every case once. `score` maps [B, L] inputs (history + MASK,
-    data.next_item_inputs) to [B, vocab] scores on the CPU. The ranks exclude each history's
-    titles, padding and the special tokens, whatever the scores say; the loss and the Top-K
-    accuracy are the spec's masked-position measures, with the hidden title as the one mask.
+    data.next_item_inputs) and the B whole histories to [B, vocab] scores on the CPU. The
+    ranks exclude each history's titles, padding and the special tokens, whatever the scores
+    say; the loss and the Top-K accuracy are the spec's masked-position measures, with the
+    hidden title as the one mask.
 
     Cases are scored in order of history length, so that a batch is padded only a little; the
     results come back in the cases' own order."""
@@ -137,7 +138,7 @@ def score_next_items(
         inputs = next_item_inputs(histories, mapping.mask_index, max_seq_len)
         if (inputs == targets[:, None]).any():
             raise ValueError("a hidden title is in its own input: the evaluation would leak")
-        scores = score(inputs).float()
+        scores = score(inputs, histories).float()
         exclude = seen_items(histories, mapping.vocab_size) | not_a_title
         ranks[torch.from_numpy(chosen)] = target_ranks(scores, targets, exclude)
         loss_sum += F.cross_entropy(scores, targets, reduction="sum").item()
@@ -147,24 +148,13 @@ def score_next_items(
 
 def rank_next_items(
     cases: NextItemCases,
-    score: Callable[[torch.Tensor], torch.Tensor],
+    score: Callable[[torch.Tensor, list[np.ndarray]], torch.Tensor],
     mapping: ItemMapping,
     max_seq_len: int,
     batch_size: int,
 ) -> torch.Tensor:
     """[cases] 1-based rank of each hidden title (score_next_items), in the cases' order."""
     return score_next_items(cases, score, mapping, max_seq_len, batch_size).ranks
-
-
-def popularity_scores(
-    sequences: Sequence[np.ndarray], vocab_size: int, num_items: int
-) -> torch.Tensor:
-    """[vocab] the most-popular baseline: how many training users watched each title, ties
-    broken by catalogue popularity (lower index first); padding and tokens score -inf."""
-    counts = np.bincount(np.concatenate(list(sequences)), minlength=vocab_size).astype(np.float64)
-    tie_break = 0.5 * (1.0 - np.arange(vocab_size) / vocab_size)  # < 1: never beats a count
-    scores = torch.from_numpy(counts + tie_break)
-    return scores.masked_fill(not_a_title_mask(num_items), float("-inf"))
 
 
 # --- the record of a run -----------------------------------------------------------------------
@@ -185,6 +175,11 @@ class History:
     epoch_seconds: list[float] = field(default_factory=list)
     learning_rates: list[float] = field(default_factory=list)
     popularity_baseline: dict[str, float] = field(default_factory=dict)  # constant over epochs
+    # name -> {"validation": ranking, "test": ranking (leave-one-out), "lambda", "seconds"} or
+    # {"skipped": why}: popularity, ItemKNN and EASE on the same targets (evaluate.fit_baselines)
+    baselines: dict[str, dict] = field(default_factory=dict)
+    # After training: the best model blended with EASE (evaluate.fit_blend); empty when not run
+    blend: dict = field(default_factory=dict)
     best_epoch: int = 0
     best_val_loss: float | None = None  # the best epoch's
     select_by: str = "val-loss"  # what chose best_epoch (config.SELECTIONS)

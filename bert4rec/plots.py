@@ -58,6 +58,34 @@ def _draw_accuracy(ax, history: History, which: str) -> None:
     _finish(ax, f"{name} Top-K accuracy", "accuracy", (0, 1))
 
 
+BASELINE_STYLES = {"popularity": ":", "ItemKNN": "-.", "EASE": "--"}
+
+
+def baseline_figures(history: History) -> dict[str, dict[str, float]]:
+    """Validation figures of each baseline that ran: the report's, else (a file written
+    before the baselines were added) the popularity baseline's."""
+    measured = {n: e["validation"] for n, e in history.baselines.items() if "validation" in e}
+    if not measured and history.popularity_baseline:
+        measured = {"popularity": history.popularity_baseline}
+    return measured
+
+
+def _draw_baselines(ax, history: History, metric_names: tuple[str, ...]) -> None:
+    """A horizontal line per baseline and metric, in the colour of that metric's curve."""
+    colours = {line.get_label(): line.get_color() for line in ax.get_lines()}
+    for name, figures in baseline_figures(history).items():
+        lam = history.baselines.get(name, {}).get("lambda")
+        label = name if lam is None else f"{name} (lambda {lam:g})"
+        for metric in metric_names:
+            ax.axhline(
+                figures[metric],
+                color=colours.get(f"val next-title {metric} (smoothed)", "grey"),
+                linestyle=BASELINE_STYLES.get(name, "--"),
+                linewidth=1,
+                label=f"{label} {metric}",
+            )
+
+
 def _draw_topk_bars(ax, history: History) -> None:
     """The last epoch's Top-K: masked-title accuracy (train, validation) and next-title hit
     rate of the model and of the popularity baseline."""
@@ -65,8 +93,9 @@ def _draw_topk_bars(ax, history: History) -> None:
         "train Top-K acc": [history.train_accuracies[k][-1] for k in TOP_K],
         "val Top-K acc": [history.val_accuracies[k][-1] for k in TOP_K],
         "val next-title HR@K": [history.val_ranking[f"HR@{k}"][-1] for k in TOP_K],
-        "popularity HR@K": [history.popularity_baseline.get(f"HR@{k}", 0.0) for k in TOP_K],
     }
+    for name, figures in baseline_figures(history).items():
+        groups[f"{name} HR@K"] = [figures[f"HR@{k}"] for k in TOP_K]
     x = np.arange(len(TOP_K))
     width = 0.8 / len(groups)
     for i, (label, values) in enumerate(groups.items()):
@@ -134,13 +163,7 @@ def learning_curve(history: History, path: Path) -> None:
     ):
         (line,) = rank_ax.plot(epochs, smooth(values), label=f"{label} (smoothed)")
         rank_ax.plot(epochs, values, color=line.get_color(), alpha=0.25)
-    if "HR@10" in history.popularity_baseline:
-        rank_ax.axhline(
-            history.popularity_baseline["HR@10"],
-            color="grey",
-            linestyle="--",
-            label="popularity HR@10",
-        )
+    _draw_baselines(rank_ax, history, ("HR@10", "NDCG@10"))
     _finish(rank_ax, "Smoothed validation quality", "rate", (0, 1), fontsize="small")
     _save(fig, path)
 

@@ -43,7 +43,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from . import checkpoint, data, db, devices, files, paths, reasons
+from . import blending, checkpoint, data, db, devices, files, paths, reasons
 from .anilist import AniListClient, NotFound, PrivateUser
 from .data import ItemMapping
 from .filters import NO_FILTERS, Filters
@@ -338,8 +338,11 @@ class Recommender:
         model_file: Path | None = None,
         epoch: int | None = None,
         relations: Mapping[int, Sequence[db.Relation]] | None = None,
+        blend: blending.Blend | None = None,
     ) -> None:
         self.device = torch.device(device)
+        self.blend = blend  # the model's scores blended with EASE's (blending.py), or None
+        self.scoring = blend.describe() if blend else "the BERT4Rec model alone"
         self.model = model.to(self.device).eval()
         self.mapping = mapping
         self.model_file = model_file
@@ -366,7 +369,9 @@ class Recommender:
     ) -> Recommender:
         """From a model file or folder (find_model_file); RecommendError when it cannot be used."""
         opened = open_model(model_path, device, notify)
-        return cls.from_model(opened, catalogue, device=device, relations=relations)
+        recommender = cls.from_model(opened, catalogue, device=device, relations=relations)
+        notify(f"Scoring: {recommender.scoring}.")
+        return recommender
 
     @classmethod
     def from_model(
@@ -386,6 +391,7 @@ class Recommender:
             model_file=opened.path,
             epoch=loaded.payload.get("epoch"),
             relations=relations,
+            blend=matching_blend(opened),
         )
         if recommender.missing_from_catalogue == loaded.mapping.num_items:
             raise RecommendError(
@@ -463,6 +469,8 @@ class Recommender:
             histories, self.mapping.mask_index, self.model.config.max_seq_len
         )
         logits = self.model.next_item_logits(inputs.to(self.device)).float()
+        if self.blend is not None:
+            logits = self.blend.scores(logits, histories).to(self.device)
         banned = data.seen_items(excluded, self.mapping.vocab_size).to(self.device)
         if exclude_adult:
             banned |= self.adult
@@ -518,6 +526,23 @@ class Recommender:
 
 def _ranked(items: Sequence[Recommendation]) -> list[Recommendation]:
     return [replace(item, rank=rank) for rank, item in enumerate(items, start=1)]
+
+
+def matching_blend(opened: OpenedModel) -> blending.Blend | None:
+    """The blend training saved beside this model file (checkpoint.BLEND_FILE), when it was
+    chosen for this very model (same data, same epoch); else None: the model alone."""
+    try:
+        blend = blending.load(opened.path.parent / checkpoint.BLEND_FILE)
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError):
+        return None  # unreadable: recommend with the model alone rather than fail
+    payload = opened.loaded.payload
+    if blend is None or blend.data_fingerprint != payload.get("data_fingerprint"):
+        return None
+    if blend.model_epoch != payload.get("epoch"):
+        return None
+    if blend.ease_weights.shape[0] != opened.loaded.mapping.num_items:
+        return None
+    return blend
 
 
 def trained_on(payload: dict) -> str | None:

@@ -34,7 +34,18 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from . import checkpoint, data, devices, distributed, files, metrics, plots
+from . import (
+    baselines,
+    blending,
+    checkpoint,
+    data,
+    devices,
+    distributed,
+    evaluate,
+    files,
+    metrics,
+    plots,
+)
 from . import config as config_module
 from .checkpoint import OutputPaths
 from .config import TrainConfig
@@ -44,6 +55,7 @@ from .model import BERT4Rec, ModelConfig
 from .vocab import PAD_INDEX
 
 log = logging.getLogger("bert4rec.train")
+EMBEDDING_INIT_STD = 0.02  # BERT's, as model._init_weights
 
 BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]"
 RANKING_PROTOCOL = (
@@ -115,6 +127,16 @@ def model_config_for(config: TrainConfig, num_items: int) -> ModelConfig:
     )
 
 
+@torch.no_grad()
+def start_at_cooccurrence(model: BERT4Rec, training: TrainingData) -> None:
+    """Title embeddings from co-occurrence (baselines.pmi_embeddings) at BERT's starting
+    size (standard deviation 0.02): similar titles start in similar directions."""
+    n = training.mapping.num_items
+    vectors = baselines.pmi_embeddings(training.train_sequences, n, model.config.hidden)
+    vectors *= EMBEDDING_INIT_STD / max(float(vectors.std()), 1e-12)
+    model.item_embedding.weight[1 : n + 1] = torch.from_numpy(vectors)
+
+
 def optimizer_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """Decay weight matrices and embeddings only, never biases or LayerNorm gains (nanoGPT)."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -182,7 +204,7 @@ def make_datasets(
         "length_buckets": config.length_buckets,
     }
     train_set = BERT4RecDataset(
-        training.train_sequences,
+        training.train_sequences * config.masked_copies,  # masks differ per batch, so per copy
         seed=config.seed,
         shuffle=True,
         random_windows=config.random_windows,
@@ -317,75 +339,80 @@ def make_step(
     return step
 
 
-@torch.no_grad()
-def evaluate_next_item(
-    model: BERT4Rec,
-    cases: data.NextItemCases,
-    mapping: data.ItemMapping,
-    config: TrainConfig,
-    device: torch.device,
-) -> dict[str, float]:
-    """HR/NDCG/MRR of the model on next-title ranking (metrics module docstring). Scored in
-    float32 even with --amp: bf16 scores tie often, and ties count against the hidden title."""
-    model.eval()
-
-    def score(inputs: torch.Tensor) -> torch.Tensor:
-        return model.next_item_logits(inputs.to(device)).float().cpu()
-
-    def rank(shared: data.NextItemCases) -> torch.Tensor:
-        return metrics.rank_next_items(
-            shared, score, mapping, config.max_seq_len, config.batch_size
-        )
-
-    return metrics.ranking_metrics(distributed.rank_in_shares(cases, rank))  # [distributed]
-
-
-@torch.no_grad()
-def validate_next_item(run: Run, cases: data.NextItemCases) -> tuple[PhaseResult, dict[str, float]]:
-    """Leave-one-out validation in one pass over the validation targets: the loss and Top-K
-    accuracy of the spec (the hidden target as the one masked title) and the ranking."""
-    model = run.scoring_model
-    model.eval()
-    started = time.perf_counter()
-
-    def score(inputs: torch.Tensor) -> torch.Tensor:  # float32, as in evaluate_next_item
-        return model.next_item_logits(inputs.to(run.device)).float().cpu()
-
-    scored = metrics.score_next_items(
-        cases, score, run.training.mapping, run.config.max_seq_len, run.config.batch_size
-    )
-    seconds = time.perf_counter() - started
-    phase = PhaseResult(scored.loss, scored.accuracy, len(cases.targets), seconds)
-    return phase, metrics.ranking_metrics(scored.ranks)
-
-
 def test_best_model(run: Run) -> None:
     """Leave-one-out: rank the test targets with best_model.pth (chosen on validation alone)."""
     cases = run.training.test_cases
     best = checkpoint.load(run.paths.models / checkpoint.BEST_MODEL_FILE, kind="model")
     run.scoring_model.load_state_dict(best["model_state"])
-    _, run.history.test_ranking = validate_next_item(run, cases)
+    scorer = evaluate.model_scorer(run.scoring_model, run.device)
+    run.history.test_ranking = evaluate.evaluate(
+        cases, scorer, run.training.mapping, run.config
+    ).ranking
     run.history.test_epoch = best["epoch"]
-    run.history.test_popularity_baseline = popularity_baseline(run.training, cases, run.config)
     log.info(
         f"\nTest (leave-one-out, {len(cases.targets)} users, full ranking, best model of epoch "
-        f"{best['epoch']}): {_format_ranking(run.history.test_ranking)}  (popularity "
-        f"{_format_ranking(run.history.test_popularity_baseline)})"
+        f"{best['epoch']}): {_format_ranking(run.history.test_ranking)}\n  Baselines on the same "
+        f"test targets: {evaluate.describe_baselines(run.history.baselines, 'test')}"
     )
 
 
-def popularity_baseline(training: TrainingData, cases: data.NextItemCases, config: TrainConfig):
-    popularity = metrics.popularity_scores(
-        training.train_sequences, training.mapping.vocab_size, training.mapping.num_items
+def fit_baselines(run: Run) -> None:
+    """Popularity, ItemKNN and EASE on the validation (and test) targets, once per run."""
+    cases, test = run.cases, run.training.test_cases
+    run.fitted = evaluate.fit_baselines(
+        run.training.train_sequences, cases, test, run.training.mapping, run.config
     )
-    ranks = metrics.rank_next_items(
-        cases,
-        lambda inputs: popularity.expand(len(inputs), -1),
-        training.mapping,
-        config.max_seq_len,
-        config.batch_size,
+    history = run.history
+    history.baselines = run.fitted.report
+    history.popularity_baseline = history.baselines["popularity"]["validation"]
+    if test is not None:
+        history.test_popularity_baseline = history.baselines["popularity"]["test"]
+    described = evaluate.describe_baselines(history.baselines, "validation")
+    log.info(
+        f"Baselines, next-title ranking on {len(cases.targets)} validation users (full ranking, "
+        f"fitted on the training titles): {described}"
     )
-    return metrics.ranking_metrics(ranks)
+
+
+def blend_with_ease(run: Run) -> None:
+    """After training: the best model's scores blended with EASE's, the share chosen on the
+    validation targets; saved for recommendations when a share above 0 wins, removed
+    otherwise (an older run's must not be used with this model)."""
+    path = run.paths.models / checkpoint.BLEND_FILE
+    if not run.config.blend or run.fitted is None or run.fitted.ease is None:
+        path.unlink(missing_ok=True)
+        return
+    best = checkpoint.load(run.paths.models / checkpoint.BEST_MODEL_FILE, kind="model")
+    run.scoring_model.load_state_dict(best["model_state"])
+    ease = run.fitted.ease
+    result = evaluate.fit_blend(
+        evaluate.model_scorer(run.scoring_model, run.device),
+        ease,
+        run.cases,
+        run.training.test_cases,
+        run.training.mapping,
+        run.config,
+    )
+    run.history.blend = result
+    weight = result["ease_weight"]
+    if weight == 0:
+        path.unlink(missing_ok=True)
+        used = "the model alone (no EASE share ranked validation better)"
+    else:
+        chosen = blending.Blend(
+            torch.from_numpy(ease.weights),
+            weight,
+            ease.lam,
+            run.training.fingerprint(),
+            best["epoch"],
+        )
+        blending.save(chosen, path)
+        used = chosen.describe()
+    test = f"; test {_format_ranking(result['test'])}" if "test" in result else ""
+    log.info(
+        f"Blend with EASE: validation {_format_ranking(result['validation'])}{test}. "
+        f"Recommendations use {used}."
+    )
 
 
 # --- logging -----------------------------------------------------------------------------------
@@ -422,6 +449,15 @@ def logging_on_rank_0(path: Path) -> Any:
     return logging_to(path) if distributed.is_main_process() else distributed.silenced(log)
 
 
+def _best_baseline(report: dict[str, dict]) -> str:
+    """'best baseline EASE HR@10 0.2300' on validation, for the per-epoch line."""
+    measured = {name: e["validation"]["HR@10"] for name, e in report.items() if "validation" in e}
+    if not measured:
+        return "no baseline"
+    name = max(measured, key=measured.__getitem__)
+    return f"best baseline {name} HR@10 {measured[name]:.4f}"
+
+
 def _format_ranking(values: dict[str, float]) -> str:
     return "  ".join(f"{name} {values[name]:.4f}" for name in ("HR@10", "NDCG@10", "MRR"))
 
@@ -452,11 +488,12 @@ class Run:
     scaler: torch.amp.GradScaler
     train_set: BERT4RecDataset
     train_loader: DataLoader
-    val_loader: DataLoader | None  # None for leave-one-out (validate_next_item)
+    val_loader: DataLoader | None  # None for leave-one-out (validated by ranking alone)
     history: History
     start_epoch: int = 1
     train_amp_dtype: torch.dtype | None = None  # the training steps' (training_autocast_dtype)
     averaged: AveragedModel | None = None  # --ema-decay (weight_average)
+    fitted: evaluate.FittedBaselines | None = None  # fit_baselines, at the start
 
     @property
     def scoring_model(self) -> BERT4Rec:
@@ -565,6 +602,8 @@ def start_run(config: TrainConfig, paths: OutputPaths) -> Run:
             np.concatenate(training.train_sequences), minlength=training.mapping.vocab_size
         )
         model.start_at_popularity(torch.from_numpy(counts))
+    if config.cooccurrence_init:
+        start_at_cooccurrence(model, training)
     model = model.to(device)
     train_set, val_set = make_datasets(config, training)
     optimizer = torch.optim.AdamW(optimizer_groups(model, config.weight_decay), lr=config.lr)
@@ -598,11 +637,7 @@ def start_run(config: TrainConfig, paths: OutputPaths) -> Run:
         f"{model.num_parameters():,} parameters. {len(train_set)} training steps per epoch "
         f"(batch {config.batch_size})."
     )
-    run.history.popularity_baseline = popularity_baseline(training, run.cases, config)
-    log.info(
-        f"Popularity baseline, next-title ranking on {len(run.cases.targets)} validation users "
-        f"(full ranking): {_format_ranking(run.history.popularity_baseline)}"
-    )
+    fit_baselines(run)
     write_run_files(run)
     return run
 
@@ -635,6 +670,7 @@ def train_epochs(run: Run) -> History:
         )
         if run.training.test_cases is not None:
             test_best_model(run)
+        blend_with_ease(run)
         plots.write_all(history, run.paths.plots, run.report)
     log.info(
         f"\nTraining finished after {history.epochs_done} epochs. Best: "
@@ -665,23 +701,22 @@ def train_one_epoch(run: Run, epoch: int, step: Any) -> bool:
         f"  Train speed: {trained.sequences_per_second:.1f} sequences/s ({trained.seconds:.2f} s)"
     )
     stop_if_not_finite("training", trained.loss, epoch, run)
-    if run.val_loader is None:  # leave-one-out: loss, Top-K and ranking in one pass
-        validated, ranking = validate_next_item(run, run.cases)
+    scorer = evaluate.model_scorer(run.scoring_model, run.device)
+    ranked = evaluate.evaluate(run.cases, scorer, run.training.mapping, run.config)
+    ranking = ranked.ranking
+    if run.val_loader is None:  # leave-one-out: the ranked targets are the validation
+        validated = PhaseResult(
+            ranked.loss, ranked.accuracy, len(run.cases.targets), ranked.seconds
+        )
     else:
         validated = run_epoch(
             run.scoring_model, run.val_loader, run.device, run.amp_dtype, description="Validation"
         )
-        ranking = None
     log_phase("Val", validated)
     stop_if_not_finite("validation", validated.loss, epoch, run)
-    if ranking is None:
-        ranking = evaluate_next_item(
-            run.scoring_model, run.cases, run.training.mapping, run.config, run.device
-        )
     log.info(
         f"  Val next-title ranking ({len(run.cases.targets)} users, full ranking): "
-        f"{_format_ranking(ranking)}  (popularity HR@10 "
-        f"{run.history.popularity_baseline['HR@10']:.4f})"
+        f"{_format_ranking(ranking)}  ({_best_baseline(run.history.baselines)})"
     )
     improved = run.history.record_epoch(
         train_loss=trained.loss,

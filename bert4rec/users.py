@@ -31,6 +31,9 @@ MAX_FAILURES_IN_A_ROW = 3  # then AniList is taken to be down and the run stops
 # bulk imports that say little about taste.
 DISCOVER_MAX_ANIME = 3000
 DISCOVER_TITLES = 200  # most popular titles whose watchers are read, one page each
+# Fewer users than this make a weak model: on real MyAnimeList lists (bench/bench_anime.py,
+# README "Performance") EASE and the model keep gaining up to about 500 users and level off after.
+USEFUL_USERS = 500
 DISCOVER_PATIENCE = 20  # titles in a row that bring no new user before discovery gives up
 DONE_STATES = ("loaded", "too_few", "not_found", "private")  # skipped unless --refresh
 KEEP_ON_FAILURE = ("loaded", "too_few")  # a failed refresh leaves these as they were
@@ -250,3 +253,17 @@ def format_summary(report: UsersReport, in_database: dict[str, int], min_anime: 
             lines.append(f"{_STATE_LABELS[state]}: {', '.join(names)}")
     lines.extend(f"failed: {o.name}: {o.detail}" for o in report.failed)
     return "\n".join(lines)
+
+
+def too_few_users_note(named: int, discover: int) -> str | None:
+    """A note for load_users.py when the user file (and --discover) bring fewer users than a
+    useful model needs; None when there are enough."""
+    if named + discover >= USEFUL_USERS:
+        return None
+    more = USEFUL_USERS - named
+    return (
+        f"note: {named} user names (+ --discover {discover}) are fewer than the about "
+        f"{USEFUL_USERS} a useful model needs (README, Performance). Add names, or run "
+        f"load_users.py --discover {more} (run_all: ./2_load_users.sh --discover {more}) to "
+        "find more public users."
+    )

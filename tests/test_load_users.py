@@ -266,3 +266,12 @@ def test_a_lost_network_stops_the_run_and_the_next_run_carries_on(tmp_path):
         again = load(api.url, tmp_path)
     assert again.returncode == 0
     assert states(tmp_path) == {"Alice": "loaded", "Bob": "loaded", "Carol": "too_few"}
+
+
+def test_too_few_users_get_a_note_suggesting_discover():
+    from bert4rec.users import USEFUL_USERS, too_few_users_note
+
+    note = too_few_users_note(50, 0)
+    assert f"--discover {USEFUL_USERS - 50}" in note and str(USEFUL_USERS) in note
+    assert too_few_users_note(50, USEFUL_USERS) is None
+    assert too_few_users_note(USEFUL_USERS, 0) is None

@@ -56,21 +56,12 @@ def test_ranking_metrics_by_hand():
     assert set(result) == set(metrics.RANKING_METRICS)
 
 
-def test_popularity_scores_count_training_users():
-    scores = metrics.popularity_scores(
-        [np.array([3, 1]), np.array([3, 2]), np.array([2, 3])], vocab_size=7, num_items=4
-    )
-    order = scores.argsort(descending=True).tolist()
-    assert order[:4] == [3, 2, 1, 4]  # counts 3, 2, 1, then 0; ties by catalogue rank
-    assert math.isinf(scores[0]) and math.isinf(scores[5]) and math.isinf(scores[6])
-
-
 def test_rank_next_items_full_ranking_without_leaks():
     mapping = ItemMapping((11, 12, 13, 14, 15, 16))
     cases = hold_out_last([np.array([1, 2, 3]), np.array([4, 5])])
     seen_inputs = []
 
-    def score(inputs):
+    def score(inputs, histories):
         seen_inputs.append(inputs)
         # Scores 6 > 5 > ... > 1: each history's titles are excluded before ranking.
         return torch.arange(mapping.vocab_size, dtype=torch.float).expand(len(inputs), -1)
@@ -86,7 +77,7 @@ def test_a_leaking_case_is_refused():
     mapping = ItemMapping((11, 12, 13))
     leaky = metrics.NextItemCases([np.array([1, 2])], np.array([2]))
     with pytest.raises(ValueError, match="leak"):
-        metrics.rank_next_items(leaky, lambda x: torch.zeros(1, 6), mapping, 5, 4)
+        metrics.rank_next_items(leaky, lambda x, histories: torch.zeros(1, 6), mapping, 5, 4)
 
 
 def test_history_records_one_value_per_epoch_and_the_best():
@@ -138,7 +129,7 @@ def test_score_next_items_sorts_by_length_but_answers_in_case_order():
     cases = metrics.NextItemCases(histories, np.array([6, 7, 10]))
     widths = []
 
-    def score(inputs):
+    def score(inputs, histories):
         widths.append(inputs.shape[1])
         # Titles score by index (10 best); padding and tokens -inf, as the model gives them.
         scores = torch.arange(mapping.vocab_size, dtype=torch.float).repeat(len(inputs), 1)

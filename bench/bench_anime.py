@@ -1,0 +1,335 @@
+"""Real anime lists: our BERT4Rec, its blend with EASE and three classic baselines, per user count.
+
+Data: ../shared/datasets/anime-cooperunion-5k (5,000 MyAnimeList users' lists from about 2016-17,
+7,390 titles) and ../shared/datasets/anime-metadata (MAL -> AniList ids, names, genres); read the
+SOURCE.md files there. The set is third-party data for benchmarking only: it is read in place
+and imported into a store under a temporary folder, never into the repository.
+
+Protocol:
+- The lists carry no dates and their rows are in MAL id order, not watch order. Each user's
+  titles therefore get a seeded random order (random.Random(7), users in id order, each list
+  shuffled from MAL id order), written as one completion date a day, so that our store's watch
+  order (data.py) is that random order. "Next title" here means "a held-out title".
+- Users with at least 5 titles (4,567). Subsets of 50, 200, 500, 2,000 and all of them, each
+  drawn with random.Random(1).sample from those users in id order.
+- Catalogue = every title the subset's users hold, ranked by how many of them hold it.
+- --split leave-one-out, full ranking, the user's other titles excluded, ties against the
+  target: test figures (last title) of best_model.pth, chosen on validation (second to last).
+  The baselines (bert4rec/baselines.py) are fitted on the same training titles and ranked on
+  the same targets; EASE's lambda and the blend's share are chosen on validation.
+- Training: train_model.py's defaults plus --split leave-one-out (what we recommend a user
+  runs), unless flags say otherwise.
+
+    python bench/bench_anime.py                          # every size, default training
+    python bench/bench_anime.py --sizes 500 --epochs 20  # a quick look
+
+Titles without an AniList id (221 of 7,390) are stored under 900,000,000 + their MAL id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import gzip
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from bench.compare_recbole import machine
+from bert4rec import config as config_module
+from bert4rec import db, files, tuning
+from bert4rec.train import LEAVE_ONE_OUT_PROTOCOL, TrainingError, train
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+DATASETS_ENV = "BERT4REC_DATASETS"  # overrides ../shared/datasets (relative to the repository)
+DATASET = "anime-cooperunion-5k"
+METADATA = "anime-metadata"
+DEFAULT_SIZES = ("50", "200", "500", "2000", "all")
+ORDER_SEED, SUBSET_SEED, MIN_TITLES = 7, 1, 5
+NO_ANILIST_ID = 900_000_000  # + MAL id, for titles arm.json does not map
+FIRST_DAY = dt.date(1990, 1, 1)
+
+
+class AnimeDataError(Exception):
+    """The shared data set is missing or not what SOURCE.md describes."""
+
+
+def datasets_dir() -> Path:
+    return Path(os.environ.get(DATASETS_ENV) or ROOT.parent / "shared" / "datasets")
+
+
+def read_tsv(path: Path) -> list[dict[str, str]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+class AnimeLists:
+    """The users' lists (item ids of the sample) and each item's metadata."""
+
+    def __init__(self, folder: Path) -> None:
+        base, meta = folder / DATASET, folder / METADATA
+        needed = [
+            base / "anime_history.dat.gz",
+            base / "item_id_to_mal_id.tsv",
+            base / "anime_info.dat",
+            meta / "arm.json.gz",
+        ]
+        missing = [str(p) for p in needed if not p.is_file()]
+        if missing:
+            raise AnimeDataError(
+                f"the shared anime data is missing ({', '.join(missing)}); set {DATASETS_ENV} "
+                "to the folder holding anime-cooperunion-5k and anime-metadata"
+            )
+        lists: dict[int, list[int]] = {}
+        for row in read_tsv(base / "anime_history.dat.gz"):
+            lists.setdefault(int(row["User_ID"]), []).append(int(row["Anime_ID"]))
+        self.mal_of = {
+            int(r["item_id"]): int(r["mal_anime_id"])
+            for r in read_tsv(base / "item_id_to_mal_id.tsv")
+        }
+        self.info = {int(r["anime_ids"]): r for r in read_tsv(base / "anime_info.dat")}
+        with gzip.open(meta / "arm.json.gz", "rt", encoding="utf-8") as handle:
+            arm = json.load(handle)
+        anilist_of_mal = {
+            e["mal_id"]: e["anilist_id"] for e in arm if "mal_id" in e and "anilist_id" in e
+        }
+        self.anilist_of = {
+            item: anilist_of_mal.get(mal, NO_ANILIST_ID + mal) for item, mal in self.mal_of.items()
+        }
+        # The seeded random order (module docstring): from MAL id order, users in id order.
+        order = random.Random(ORDER_SEED)
+        self.lists: dict[int, list[int]] = {}
+        for user in sorted(lists):
+            items = sorted(set(lists[user]), key=lambda i: self.mal_of[i])
+            order.shuffle(items)
+            self.lists[user] = items
+        self.eligible = [u for u in sorted(self.lists) if len(self.lists[u]) >= MIN_TITLES]
+
+    def subset(self, size: str) -> list[int]:
+        if size == "all":
+            return list(self.eligible)
+        return sorted(random.Random(SUBSET_SEED).sample(self.eligible, int(size)))
+
+    def anime(self, item: int, rank: int) -> db.Anime:
+        info = self.info[item]
+        genres = tuple(g.strip() for g in info["genre"].split(",") if g.strip())
+        return db.Anime(
+            self.anilist_of[item],
+            title_romaji=info["name"],
+            id_mal=self.mal_of[item],
+            genres=genres,
+            format=info["type"] or None,
+            popularity=int(info["members"]) if info["members"].isdigit() else None,
+            popularity_rank=rank,
+        )
+
+
+def import_subset(lists: AnimeLists, users: list[int], path: Path) -> dict:
+    """A store of our schema with these users and every title they hold (catalogue ranked by
+    how many of them hold it, ties by MAL members)."""
+    counts = Counter(i for u in users for i in lists.lists[u])
+    members = {i: int(lists.info[i]["members"] or 0) for i in counts}
+    ranked = sorted(counts, key=lambda i: (-counts[i], -members[i], i))
+    conn = db.connect(path)
+    try:
+        db.upsert_anime(conn, [lists.anime(i, rank) for rank, i in enumerate(ranked, start=1)])
+        for user in users:
+            entries = [
+                db.ListEntry(
+                    lists.anilist_of[item],
+                    "COMPLETED",
+                    completed_at=(FIRST_DAY + dt.timedelta(days=day)).isoformat(),
+                )
+                for day, item in enumerate(lists.lists[user])
+            ]
+            db.store_user_list(conn, f"mal_user_{user}", user, entries, source="bench")
+    finally:
+        conn.close()
+    return {"users": len(users), "titles": len(ranked), "interactions": sum(counts.values())}
+
+
+def rounded(figures: dict) -> dict:
+    return {k: round(v, 4) for k, v in figures.items()}
+
+
+def run_size(lists: AnimeLists, size: str, given: dict, work: Path) -> dict:
+    folder = work / f"users_{size}"
+    store = folder / "anime.db"
+    store.unlink(missing_ok=True)
+    shape = import_subset(lists, lists.subset(size), store)
+    settings = config_module.from_dict(
+        {
+            "split": "leave-one-out",
+            "checkpoint_every": 0,
+            **given,
+            "db": str(store),
+            "output": str(folder / "output"),
+        }
+    )
+    settings.validate()
+    started = time.perf_counter()
+    tuning.tune_for_training(settings)  # as train_model.py does
+    history = train(settings)
+    seconds = time.perf_counter() - started
+    baselines = {
+        name: (
+            {"skipped": entry["skipped"]}
+            if "skipped" in entry
+            else {
+                "test": rounded(entry["test"]),
+                "validation": rounded(entry["validation"]),
+                **({"lambda": entry["lambda"]} if "lambda" in entry else {}),
+                "seconds": entry["seconds"],
+            }
+        )
+        for name, entry in history.baselines.items()
+    }
+    blend = history.blend
+    return {
+        "size": size,
+        **shape,
+        "model": {
+            "test": rounded(history.test_ranking),
+            "best_epoch": history.test_epoch,
+            "epochs": history.epochs_done,
+        },
+        "blend": {
+            "test": rounded(blend["test"]),
+            "ease_weight": blend["ease_weight"],
+            "ease_lambda": blend["ease_lambda"],
+        }
+        if blend
+        else {},
+        "baselines": baselines,
+        "seconds": round(seconds, 1),
+        "seconds_means": "all of train(): baselines, every epoch, the test and the blend",
+        "config": asdict(settings),
+    }
+
+
+def table(rows: list[dict], metric: str) -> list[str]:
+    lines = [
+        f"{'users':>6} {'titles':>6} | {'model':>6} {'blend':>6} (w)   | {'pop':>6} "
+        f"{'ItemKNN':>7} {'EASE':>6} (lambda) | {'minutes':>7}  ({metric}, test)"
+    ]
+    for row in rows:
+        b = row["baselines"]
+        figure = {
+            name: f"{b[name]['test'][metric]:.4f}" if "test" in b.get(name, {}) else "  skip"
+            for name in ("popularity", "ItemKNN", "EASE")
+        }
+        blend = row["blend"]
+        blended = f"{blend['test'][metric]:.4f} ({blend['ease_weight']:.1f})" if blend else "-"
+        lam = b.get("EASE", {}).get("lambda")
+        lines.append(
+            f"{row['users']:>6} {row['titles']:>6} | {row['model']['test'][metric]:.4f} "
+            f"{blended:>12} | {figure['popularity']} {figure['ItemKNN']:>7} {figure['EASE']} "
+            f"({lam if lam is None else f'{lam:g}'}) | {row['seconds'] / 60:7.1f}"
+        )
+    return lines
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    fig = Figure(figsize=(8, 4.8))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    users = [r["users"] for r in rows]
+    series = {
+        "BERT4Rec alone": [r["model"]["test"]["HR@10"] for r in rows],
+        "blend (recommendations)": [
+            r["blend"]["test"]["HR@10"] if r["blend"] else None for r in rows
+        ],
+    }
+    for name in ("popularity", "ItemKNN", "EASE"):
+        series[name] = [r["baselines"][name].get("test", {}).get("HR@10") for r in rows]
+    for (name, values), style in zip(series.items(), ("-o", "-s", ":^", "-.v", "--d")):
+        points = [(u, v) for u, v in zip(users, values) if v is not None]
+        if points:
+            ax.plot(*zip(*points), style, label=name)
+    ax.set_xscale("log")
+    ax.set(
+        title="anime-cooperunion-5k: leave-one-out (random order), full ranking, test",
+        xlabel="users",
+        ylabel="HR@10",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    files.write_with(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes",
+        default=",".join(DEFAULT_SIZES),
+        help="user counts, comma-separated; 'all' is every user with 5+ titles "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--data", type=Path, default=None, help=f"default: ${DATASETS_ENV} or ../shared/datasets"
+    )
+    parser.add_argument(
+        "--work", type=Path, default=None, help="stores and outputs (default: a temporary folder)"
+    )
+    parser.add_argument(
+        "--json", type=Path, default=RESULTS / "anime.json", help="default: %(default)s"
+    )
+    parser.add_argument(
+        "--plot", type=Path, default=RESULTS / "anime_hr10.png", help="default: %(default)s"
+    )
+    config_module.add_arguments(parser)  # any train_model.py flag changes the training
+    args = parser.parse_args(argv)
+    given = config_module.given_settings(args)
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    try:
+        lists = AnimeLists(args.data or datasets_dir())
+        for size in sizes:
+            if size != "all" and not (size.isdigit() and 0 < int(size) <= len(lists.eligible)):
+                raise ValueError(f"--sizes: {size!r} is not 'all' or 1..{len(lists.eligible)}")
+        with tempfile.TemporaryDirectory(prefix="bench_anime_") as temporary:
+            work = args.work or Path(temporary)
+            rows = []
+            for size in sizes:
+                print(f"\n=== {size} users ===", flush=True)
+                rows.append(run_size(lists, size, given, work))
+                print("\n".join(table(rows[-1:], "HR@10")), flush=True)
+    except (AnimeDataError, ValueError, TrainingError, db.DatabaseError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    result = {
+        "dataset": f"{DATASET} (+ {METADATA})",
+        "protocol": (
+            f"each user's titles in a seeded random order (random.Random({ORDER_SEED})): the "
+            f"data has no watch order; users with at least {MIN_TITLES} titles, subsets drawn "
+            f"with random.Random({SUBSET_SEED}).sample; catalogue = every title of the subset; "
+            + LEAVE_ONE_OUT_PROTOCOL
+        ),
+        "eligible_users": len(lists.eligible),
+        "rows": rows,
+        "machine": machine(),
+    }
+    files.write_json(args.json, result)
+    plot(rows, args.plot)
+    for metric in ("HR@10", "NDCG@10"):
+        print("\n" + "\n".join(table(rows, metric)))
+    print(f"\nwritten: {args.json}, {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

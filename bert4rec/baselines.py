@@ -1,0 +1,143 @@
+"""Classic recommenders the model is measured against: most popular, ItemKNN and EASE.
+
+Each is fitted on the training sequences alone and scores every title for a history (the
+user's titles, in any order: none of these looks at order). They work on item indices 1..N
+(data.ItemMapping); `scores(histories)` returns [B, N] float32, column j for title j + 1, and
+gives every title of the history -inf, so a seen title is never ranked, whatever the caller
+does. Numpy only.
+
+- Most popular: how many training users watched each title, ties broken by catalogue
+  popularity (the lower index first).
+- ItemKNN: cosine similarity between titles' user columns, summed over the history's titles
+  (Sarwar et al. 2001, without a neighbourhood cut).
+- EASE (Steck 2019): the item-item weights B = I - P / diag(P), P = (X'X + lambda I)^-1, with
+  B's diagonal zero; a history x scores x B. Lambda is chosen on the validation targets from
+  EASE_LAMBDAS (evaluate.py).
+
+Memory and time: ItemKNN and EASE hold dense title x title matrices, float64 while fitting.
+EASE inverts one in float32 (N^3 operations; for 7,390 titles about 0.2 GB and 10 s on 2 cores
+per lambda). Past MAX_DENSE_TITLES titles both are skipped with a stated reason (`too_large`)
+rather than risking an out-of-memory crash: 12,000 titles are 1.2 GB per float64 matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+EASE_LAMBDAS = (10.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
+MAX_DENSE_TITLES = 12_000
+BASELINE_NAMES = ("popularity", "ItemKNN", "EASE")
+
+
+def too_large(num_items: int) -> str | None:
+    """Why ItemKNN and EASE are skipped for a catalogue this size, or None when they fit."""
+    if num_items <= MAX_DENSE_TITLES:
+        return None
+    gigabytes = num_items**2 * 8 / 1e9
+    return (
+        f"skipped: {num_items:,} titles need a dense {num_items:,} x {num_items:,} matrix "
+        f"({gigabytes:.1f} GB in float64; the limit is {MAX_DENSE_TITLES:,} titles)"
+    )
+
+
+def history_matrix(histories: Sequence[np.ndarray], num_items: int) -> np.ndarray:
+    """[B, N] float32: 1 where a history holds title j + 1."""
+    matrix = np.zeros((len(histories), num_items), dtype=np.float32)
+    lengths = [len(h) for h in histories]
+    if sum(lengths):
+        rows = np.repeat(np.arange(len(histories)), lengths)
+        matrix[rows, np.concatenate(histories).astype(np.int64) - 1] = 1.0
+    return matrix
+
+
+def co_occurrence(sequences: Sequence[np.ndarray], num_items: int) -> np.ndarray:
+    """[N, N] float64 X'X of the training users: how many users watched both titles."""
+    users = history_matrix(sequences, num_items)
+    return (users.T @ users).astype(np.float64)
+
+
+def _exclude_seen(scores: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+    seen = history_matrix(histories, scores.shape[1]) > 0
+    scores[seen] = -np.inf
+    return scores
+
+
+class MostPopular:
+    name = "popularity"
+
+    def __init__(self, sequences: Sequence[np.ndarray], num_items: int) -> None:
+        counts = np.bincount(np.concatenate(list(sequences)), minlength=num_items + 1)[1:]
+        tie_break = 0.5 * (1.0 - np.arange(1, num_items + 1) / (num_items + 3))  # < 1
+        self.item_scores = (counts + tie_break).astype(np.float64)
+
+    def scores(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        scores = np.repeat(self.item_scores[None, :], len(histories), axis=0).astype(np.float32)
+        return _exclude_seen(scores, histories)
+
+
+class ItemKNN:
+    """Cosine item-item similarity summed over the history."""
+
+    name = "ItemKNN"
+
+    def __init__(self, gram: np.ndarray) -> None:
+        norms = np.sqrt(np.diag(gram))
+        norms[norms == 0] = 1.0  # a title nobody trained on is similar to nothing
+        similarity = gram / norms[:, None] / norms[None, :]
+        np.fill_diagonal(similarity, 0.0)
+        self.similarity = similarity.astype(np.float32)
+
+    def scores(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        users = history_matrix(histories, self.similarity.shape[0])
+        return _exclude_seen(users @ self.similarity, histories)
+
+
+class EASE:
+    """Steck 2019's closed form for one lambda."""
+
+    name = "EASE"
+
+    def __init__(self, gram: np.ndarray, lam: float) -> None:
+        self.lam = float(lam)
+        # float32: half the time of float64, and ample for a ranking (lambda >= 10 keeps the
+        # matrix far from singular)
+        regularised = gram.astype(np.float32)
+        regularised[np.diag_indices_from(regularised)] += lam
+        precision = np.linalg.inv(regularised)
+        weights = precision / (-np.diag(precision))[None, :]
+        np.fill_diagonal(weights, 0.0)
+        self.weights = weights.astype(np.float32)
+
+    def scores(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        users = history_matrix(histories, self.weights.shape[0])
+        return _exclude_seen(users @ self.weights, histories)
+
+
+def pmi_embeddings(
+    sequences: Sequence[np.ndarray], num_items: int, dim: int, seed: int = 0
+) -> np.ndarray:
+    """[N, dim] float32 title vectors from co-occurrence: the truncated SVD of the positive
+    pointwise mutual information of title pairs, PPMI(i, j) = max(0, log(n_ij U / (n_i n_j)))
+    over U training users (Levy & Goldberg 2014), each vector U_d * sqrt(S_d). Randomised
+    (Halko et al. 2011: a range of dim + 10 columns, two power iterations), so O(N^2 dim)."""
+    gram = co_occurrence(sequences, num_items)
+    counts = np.diag(gram).copy()
+    counts[counts == 0] = 1.0
+    with np.errstate(divide="ignore"):
+        pmi = np.log(gram * len(sequences) / counts[:, None] / counts[None, :])
+    ppmi = np.maximum(pmi, 0.0).astype(np.float32)
+    np.fill_diagonal(ppmi, 0.0)
+    rng = np.random.default_rng(seed)
+    columns = min(num_items, dim + 10)
+    basis = ppmi @ rng.standard_normal((num_items, columns)).astype(np.float32)
+    for _ in range(2):
+        basis, _ = np.linalg.qr(basis)
+        basis = ppmi @ (ppmi.T @ basis)
+    basis, _ = np.linalg.qr(basis)
+    small_u, singular, _ = np.linalg.svd(basis.T @ ppmi, full_matrices=False)
+    vectors = (basis @ small_u[:, :dim]) * np.sqrt(singular[:dim])[None, :]
+    if vectors.shape[1] < dim:  # fewer titles than dimensions
+        vectors = np.pad(vectors, ((0, 0), (0, dim - vectors.shape[1])))
+    return vectors.astype(np.float32)

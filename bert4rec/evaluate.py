@@ -1,0 +1,232 @@
+"""Validation, test and the baselines: everything that ranks next-title cases, one path.
+
+A scorer maps a batch of next-title cases, given both as the model's inputs (history + MASK,
+data.next_item_inputs, [B, L]) and as the whole histories (item indices), to [B, vocab]
+scores. The model, the three baselines (baselines.py) and the blend are scorers, and every one
+is measured by `evaluate`: the same cases, full ranking, the history's titles excluded, ties
+against the target (metrics.score_next_items).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from . import baselines, blending, distributed, metrics
+from .config import TrainConfig
+from .data import ItemMapping, NextItemCases
+from .metrics import TOP_K
+
+Scorer = Callable[[torch.Tensor, Sequence[np.ndarray]], torch.Tensor]
+BLEND_WEIGHTS = tuple(i / 10 for i in range(11))  # the EASE share tried on validation
+
+
+class Evaluation(NamedTuple):
+    loss: float  # the spec's masked-title cross-entropy, the hidden target as the one mask
+    accuracy: dict[int, float]  # the spec's Top-K accuracy, same masks
+    ranking: dict[str, float]  # HR/NDCG/MRR of next-title ranking (metrics.ranking_metrics)
+    seconds: float
+
+
+@torch.no_grad()
+def evaluate(
+    cases: NextItemCases, scorer: Scorer, mapping: ItemMapping, config: TrainConfig
+) -> Evaluation:
+    """Score every case once. Under torchrun each process scores every W-th case and the
+    figures are summed over the processes, so every process gets the same ones."""
+    started = time.perf_counter()
+    shares: list[tuple[metrics.NextItemScores, int]] = []
+
+    def rank(share: NextItemCases) -> torch.Tensor:
+        scored = metrics.score_next_items(
+            share, scorer, mapping, config.max_seq_len, config.batch_size
+        )
+        shares.append((scored, len(share.targets)))
+        return scored.ranks
+
+    ranks = distributed.rank_in_shares(cases, rank)  # [distributed]
+    scored, count = shares[0]
+    sums = torch.tensor(
+        [scored.loss * count, *(scored.accuracy[k] * count for k in TOP_K), count],
+        dtype=torch.float64,
+    )
+    sums = distributed.all_reduce_sum(sums)  # [distributed] unchanged in a plain run
+    total = max(1.0, float(sums[-1]))
+    accuracy = {k: float(sums[1 + i]) / total for i, k in enumerate(TOP_K)}
+    return Evaluation(
+        float(sums[0]) / total,
+        accuracy,
+        metrics.ranking_metrics(ranks),
+        time.perf_counter() - started,
+    )
+
+
+def model_scorer(model: torch.nn.Module, device: torch.device) -> Scorer:
+    """The model's logits at the MASK, in float32 even with --amp or --cpu-bf16: bf16 scores
+    tie often, and ties count against the hidden title."""
+    model.eval()
+
+    def score(inputs: torch.Tensor, histories: Sequence[np.ndarray]) -> torch.Tensor:
+        return model.next_item_logits(inputs.to(device)).float().cpu()
+
+    return score
+
+
+def baseline_scorer(baseline, mapping: ItemMapping) -> Scorer:
+    """A baselines.py recommender's [B, N] title scores in the vocabulary's layout."""
+
+    def score(inputs: torch.Tensor, histories: Sequence[np.ndarray]) -> torch.Tensor:
+        return blending.in_vocab_layout(
+            torch.from_numpy(baseline.scores(histories)), mapping.vocab_size
+        )
+
+    return score
+
+
+class Replay:
+    """A scorer that computes each batch once and replays it on later passes over the same
+    cases (evaluate scores them in the same order every time): the blend's weights are tried
+    on one set of model and EASE scores."""
+
+    def __init__(self, scorer: Scorer) -> None:
+        self.scorer = scorer
+        self.saved: list[torch.Tensor] = []
+        self.calls = 0
+
+    def rewind(self) -> Replay:
+        self.calls = 0
+        return self
+
+    def __call__(self, inputs: torch.Tensor, histories: Sequence[np.ndarray]) -> torch.Tensor:
+        if self.calls == len(self.saved):
+            self.saved.append(self.scorer(inputs, histories))
+        scores = self.saved[self.calls]
+        if scores.shape[0] != len(histories):
+            raise RuntimeError("Replay was given other cases than it saw first")
+        self.calls += 1
+        return scores
+
+
+# --- the baselines -----------------------------------------------------------------------------
+
+
+class FittedBaselines(NamedTuple):
+    report: dict[str, dict]  # name -> {"validation": ranking, "test": ranking, ...}
+    ease: baselines.EASE | None  # at the lambda chosen on validation; None when skipped
+
+
+def fit_baselines(
+    train_sequences: Sequence[np.ndarray],
+    validation: NextItemCases,
+    test: NextItemCases | None,
+    mapping: ItemMapping,
+    config: TrainConfig,
+    lambdas: Sequence[float] = baselines.EASE_LAMBDAS,
+) -> FittedBaselines:
+    """Fit the three baselines on the training sequences and rank the validation (and test)
+    targets with each. EASE's lambda is the one of `lambdas` with the best validation NDCG@10;
+    its test figures are of that lambda alone."""
+    report: dict[str, dict] = {}
+    n = mapping.num_items
+
+    def measure(name: str, baseline, started: float, **extra) -> None:
+        scorer = baseline_scorer(baseline, mapping)
+        entry = {**extra, "validation": evaluate(validation, scorer, mapping, config).ranking}
+        if test is not None:
+            entry["test"] = evaluate(test, scorer, mapping, config).ranking
+        entry["seconds"] = round(time.perf_counter() - started, 2)
+        report[name] = entry
+
+    started = time.perf_counter()
+    measure("popularity", baselines.MostPopular(train_sequences, n), started)
+    reason = baselines.too_large(n) if config.baselines else "off (--no-baselines)"
+    if reason is not None:
+        report["ItemKNN"] = report["EASE"] = {"skipped": reason}
+        return FittedBaselines(report, None)
+    started = time.perf_counter()
+    gram = baselines.co_occurrence(train_sequences, n)
+    gram_seconds = time.perf_counter() - started
+    measure("ItemKNN", baselines.ItemKNN(gram), started)
+    started = time.perf_counter() - gram_seconds
+    tried: dict[float, float] = {}
+    best: baselines.EASE | None = None
+    for lam in lambdas:
+        ease = baselines.EASE(gram, lam)
+        ndcg = evaluate(validation, baseline_scorer(ease, mapping), mapping, config)
+        tried[lam] = ndcg.ranking["NDCG@10"]
+        if best is None or tried[lam] > tried[best.lam]:
+            best = ease
+    assert best is not None
+    measure(
+        "EASE",
+        best,
+        started,
+        **{"lambda": best.lam, "validation_NDCG@10_by_lambda": tried},
+    )
+    return FittedBaselines(report, best)
+
+
+def describe_baselines(report: dict[str, dict], part: str) -> str:
+    """'popularity HR@10 0.1 NDCG@10 0.05; ItemKNN ...; EASE (lambda 100) ...' for one part."""
+    described = []
+    for name, entry in report.items():
+        if "skipped" in entry:
+            described.append(f"{name} {entry['skipped']}")
+            continue
+        lam = f" (lambda {entry['lambda']:g})" if "lambda" in entry else ""
+        figures = entry[part]
+        described.append(
+            f"{name}{lam} HR@10 {figures['HR@10']:.4f} NDCG@10 {figures['NDCG@10']:.4f}"
+        )
+    return "; ".join(described)
+
+
+# --- the blend ---------------------------------------------------------------------------------
+
+
+def fit_blend(
+    model_score: Scorer,
+    ease: baselines.EASE,
+    validation: NextItemCases,
+    test: NextItemCases | None,
+    mapping: ItemMapping,
+    config: TrainConfig,
+    weights: Sequence[float] = BLEND_WEIGHTS,
+) -> dict:
+    """The EASE share of `weights` whose blend (blending.blend) ranks the validation targets
+    best by NDCG@10, with its validation (and test) figures and those of every weight tried."""
+    model_part = Replay(model_score)
+    ease_part = Replay(baseline_scorer(ease, mapping))
+
+    def scorer(weight: float) -> Scorer:
+        def score(inputs: torch.Tensor, histories: Sequence[np.ndarray]) -> torch.Tensor:
+            return blending.blend(
+                model_part(inputs, histories), ease_part(inputs, histories), weight
+            )
+
+        return score
+
+    tried: dict[float, float] = {}
+    for weight in weights:
+        model_part.rewind(), ease_part.rewind()
+        tried[weight] = evaluate(validation, scorer(weight), mapping, config).ranking["NDCG@10"]
+    chosen = max(weights, key=lambda w: (tried[w], -w))  # a tie goes to the model
+    model_part.rewind(), ease_part.rewind()
+    result = {
+        "ease_weight": chosen,
+        "ease_lambda": ease.lam,
+        "validation": evaluate(validation, scorer(chosen), mapping, config).ranking,
+        "validation_NDCG@10_by_weight": tried,
+    }
+    if test is not None:
+        test_scorer = lambda inputs, histories: blending.blend(  # noqa: E731
+            model_score(inputs, histories),
+            baseline_scorer(ease, mapping)(inputs, histories),
+            chosen,
+        )
+        result["test"] = evaluate(test, test_scorer, mapping, config).ranking
+    return result

@@ -1,0 +1,46 @@
+"""A tiny run of bench/bench_anime.py on the shared anime lists (skipped when they are absent)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, run_script
+from matplotlib.image import imread
+
+DATASETS = Path(os.environ.get("BERT4REC_DATASETS") or ROOT.parent / "shared" / "datasets")
+
+
+@pytest.mark.skipif(
+    not (DATASETS / "anime-cooperunion-5k" / "anime_history.dat.gz").is_file(),
+    reason=f"the shared anime data is not at {DATASETS} (set BERT4REC_DATASETS to its folder)",
+)
+def test_bench_anime_reports_model_blend_and_baselines_on_the_same_targets(tmp_path):
+    results, plot = tmp_path / "anime.json", tmp_path / "anime.png"
+    done = run_script(
+        "bench/bench_anime.py",
+        *("--sizes", "80", "--epochs", "2", "--hidden", "32", "--heads", "2", "--layers", "1"),
+        *("--max-seq-len", "30", "--threads", "1", "--work", str(tmp_path / "work")),
+        *("--json", str(results), "--plot", str(plot)),
+        env={"BERT4REC_DATASETS": str(DATASETS)},
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads(results.read_text(encoding="utf-8"))
+    assert record["eligible_users"] == 4567  # users with at least 5 titles
+    assert "random order" in record["protocol"] and "leave-one-out" in record["protocol"]
+    (row,) = record["rows"]
+    assert row["users"] == 80 and row["config"]["split"] == "leave-one-out"
+    assert set(row["baselines"]) == {"popularity", "ItemKNN", "EASE"}
+    assert row["baselines"]["EASE"]["lambda"] > 0
+    assert 0 <= row["blend"]["ease_weight"] <= 1
+    for figures in (row["model"]["test"], row["blend"]["test"], row["baselines"]["EASE"]["test"]):
+        assert 0 <= figures["NDCG@10"] <= figures["HR@10"] <= 1
+    # Classic collaborative filtering beats popularity on real lists: a broken baseline would not.
+    assert (
+        row["baselines"]["EASE"]["test"]["HR@10"] > row["baselines"]["popularity"]["test"]["HR@10"]
+    )
+    assert imread(plot).ndim == 3
+    assert "HR@10" in done.stdout and "EASE" in done.stdout
