@@ -6,7 +6,7 @@
     python recommend.py --all-users --out recs.csv   every loaded user, batched
     python recommend.py --user NAME --html FILE      also a page with covers, reasons and links
 
-The work is done by bert4rec/recommend.py (Recommender); this file reads the flags and prints.
+The work is done by bert4rec/recommender.py (Recommender); this file reads the flags and prints.
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from tqdm import tqdm
 from bert4rec import cli, db, files, page, paths
 from bert4rec.config import DEVICES
 from bert4rec.filters import FORMATS, FilterError, Filters, make_filters
-from bert4rec.recommend import (
+from bert4rec.recommender import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MODEL_DIR,
     DEFAULT_TOP_K,
     SCORE_MEANING,
-    History,
     Recommender,
     RecommendError,
     TitleHistory,
+    WatchedTitles,
     choose_device,
     default_database,
     describe,
@@ -268,7 +268,7 @@ def filters_from(args: argparse.Namespace, catalogue: list[db.Anime]) -> Filters
 def main(args: argparse.Namespace) -> int:
     cli.printable_console()
     try:
-        return recommend(args)
+        return run_recommendations(args)
     except RecommendError as exc:
         cli.error(str(exc))
         return cli.EXIT_BAD_INPUT
@@ -277,7 +277,8 @@ def main(args: argparse.Namespace) -> int:
         return cli.EXIT_INTERRUPTED
 
 
-def recommend(args: argparse.Namespace) -> int:
+def run_recommendations(args: argparse.Namespace) -> int:
+    """Open the model and the store, then answer for one user, typed titles or everyone."""
     device = choose_device(args.device)
     opened = open_model(args.model, device, cli.say)
     args.db = args.db or default_database(opened.loaded.payload)
@@ -322,7 +323,7 @@ def recommend(args: argparse.Namespace) -> int:
 
 def show(
     recommender: Recommender,
-    history: History,
+    history: WatchedTitles,
     name: str,
     source: str,
     args: argparse.Namespace,

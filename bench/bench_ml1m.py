@@ -36,7 +36,7 @@ from bench.compare_recbole import machine
 from bench.recbole_worker import peak_rss_mb
 from bert4rec import config as config_module
 from bert4rec import db, files
-from bert4rec.metrics import History
+from bert4rec.metrics import TrainingHistory
 from bert4rec.train import LEAVE_ONE_OUT_PROTOCOL, TrainingError, train
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -48,7 +48,7 @@ PUBLISHED = {
 }
 
 
-def curve(history: History) -> list[dict]:
+def curve(history: TrainingHistory) -> list[dict]:
     """Per epoch: training time so far (training and validation, without setup and file
     writes) and the validation figures."""
     elapsed = np.cumsum(history.epoch_seconds)
@@ -90,7 +90,10 @@ def plot(points: list[dict], test: dict, path: Path) -> None:
 
 
 def report(
-    config: config_module.TrainConfig, history: History, wall_s: float, load_at_start: list | None
+    config: config_module.TrainConfig,
+    history: TrainingHistory,
+    wall_s: float,
+    load_at_start: list | None,
 ) -> dict:
     test = history.test_ranking
     training_s = float(np.sum(history.epoch_seconds))

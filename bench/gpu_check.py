@@ -7,7 +7,7 @@
 
 It needs the project's files and the packages a CUDA machine with PyTorch has (numpy, tqdm,
 matplotlib, requests); it downloads nothing. Each part runs through the project's own code
-(bert4rec.train.train, train_model.py under torchrun, bert4rec.recommend and recommend.py), in
+(bert4rec.train.train, train_model.py under torchrun, bert4rec.recommender and recommend.py), in
 its own try/except: a part that fails records its error and the others still run. Everything
 goes to one JSON file (--out), rewritten after every part, and a summary is printed at the end.
 
@@ -65,10 +65,10 @@ import torch
 
 from bert4rec import anilist, checkpoint, db, devices, files, plots, tuning
 from bert4rec import config as config_module
-from bert4rec import recommend as recommending
+from bert4rec import recommender as recommending
 from bert4rec import train as training
 from bert4rec.config import TrainConfig
-from bert4rec.metrics import History
+from bert4rec.metrics import TrainingHistory
 from bert4rec.synthetic import generate_world
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -382,7 +382,7 @@ def train_and_measure(config: TrainConfig) -> dict:
     return figures
 
 
-def epoch_figures(history: History, wall: float) -> dict:
+def epoch_figures(history: TrainingHistory, wall: float) -> dict:
     seconds = history.epoch_seconds
     later = seconds[1:] or seconds
     speeds = history.train_sequences_per_second
@@ -599,7 +599,7 @@ def recommend_all_users(check: Check) -> dict:
             opened = recommending.open_model(model_dir, device, print)
             recommender = recommending.Recommender.from_model(opened, catalogue, device=device)
             first_title = opened.loaded.mapping.anime_ids[0]
-            recommender.recommend(recommending.History((first_title,)))  # warm-up
+            recommender.recommend(recommending.WatchedTitles((first_title,)))  # warm-up
             synchronize()
             started = time.perf_counter()
             rows = recommending.recommend_all_users(recommender, conn, top_k=SCORED_K)

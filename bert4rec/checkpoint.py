@@ -8,7 +8,7 @@ code runs when a file is loaded):
   item_mapping (ItemMapping.to_dict()), train_config (TrainConfig as a dict),
   data_fingerprint, metrics (that epoch's validation figures).
 - kind "training" (output/checkpoints/checkpoint_epoch_N.pth): all of the above plus
-  optimizer_state, scheduler_state, scaler_state, history (History.to_dict()) and rng_state
+  optimizer_state, scheduler_state, scaler_state, history (TrainingHistory.to_dict()) and rng_state
   (python, numpy, torch and this process's cuda generator); with --ema-decay also
   averaged_state and trained_model_state (model_state is then the average). Training reseeds
   dropout from (seed, epoch, rank) every epoch, so --resume continues exactly without the rng

@@ -24,7 +24,7 @@ from .paths import DEFAULT_DB_PATH, DEFAULT_OUTPUT_DIR
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 SPLITS = ("user", "leave-one-out")  # see bert4rec/data.py
-SELECTIONS = ("val-loss", "NDCG@10")  # see metrics.History.record_epoch
+SELECTIONS = ("val-loss", "NDCG@10")  # see metrics.TrainingHistory.record_epoch
 LEAVE_ONE_OUT_MIN_ITEMS = 3  # a title to train on, a validation and a test target
 
 

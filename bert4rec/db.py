@@ -183,7 +183,7 @@ class UserRecord:
 
 
 @dataclass(frozen=True)
-class UserHistory:
+class StoredUserList:
     user_id: int
     user_name: str
     entries: tuple[ListEntry, ...]
@@ -704,7 +704,7 @@ def _entry_from_row(row: sqlite3.Row) -> ListEntry:
 
 def load_histories(
     conn: sqlite3.Connection, states: tuple[str, ...] = ("loaded",)
-) -> list[UserHistory]:
+) -> list[StoredUserList]:
     """The stored lists of users in `states` (default: those kept for training), by user id."""
     marks = ", ".join("?" for _ in states)
     users = conn.execute(
@@ -720,10 +720,12 @@ def load_histories(
     )
     for row in rows:
         entries[row["user_id"]].append(_entry_from_row(row))
-    return [UserHistory(u["user_id"], u["user_name"], tuple(entries[u["user_id"]])) for u in users]
+    return [
+        StoredUserList(u["user_id"], u["user_name"], tuple(entries[u["user_id"]])) for u in users
+    ]
 
 
-def load_history(conn: sqlite3.Connection, user_name: str) -> UserHistory | None:
+def load_history(conn: sqlite3.Connection, user_name: str) -> StoredUserList | None:
     """One user's stored list by name (case-insensitive), whatever their state; None if absent."""
     user = conn.execute(
         "SELECT user_id, user_name FROM bert_users WHERE user_name = ? COLLATE NOCASE "
@@ -736,7 +738,9 @@ def load_history(conn: sqlite3.Connection, user_name: str) -> UserHistory | None
         "SELECT * FROM bert_user_anime_list WHERE user_id = ? ORDER BY anime_id",
         (user["user_id"],),
     )
-    return UserHistory(user["user_id"], user["user_name"], tuple(_entry_from_row(r) for r in rows))
+    return StoredUserList(
+        user["user_id"], user["user_name"], tuple(_entry_from_row(r) for r in rows)
+    )
 
 
 # --- key-value state -------------------------------------------------------------------------

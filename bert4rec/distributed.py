@@ -17,7 +17,7 @@ How a run is split over W processes (ranks)
   step, and the row adds nothing to the loss, the gradient or any count.
 - Losses, Top-K hits, masked positions and sequence counts are summed over the ranks at the end
   of each phase, and the validation users are ranked in shares and their ranks gathered, so every
-  rank holds the same History and takes the same decisions (best model, early stopping, a
+  rank holds the same TrainingHistory and takes the same decisions (best model, early stopping, a
   diverged loss) at the same step. Only rank 0 prints, logs and writes files.
 - Dropout draws from torch's generator seeded from (seed, epoch, rank) at the start of each
   epoch, so a checkpoint needs no per-rank random state: resuming on the same number of ranks

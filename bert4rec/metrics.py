@@ -161,7 +161,7 @@ def rank_next_items(
 
 
 @dataclass
-class History:
+class TrainingHistory:
     """Every per-epoch figure, one value per epoch (index 0 is epoch 1)."""
 
     train_losses: list[float] = field(default_factory=list)
@@ -247,7 +247,7 @@ class History:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> History:
+    def from_dict(cls, data: dict) -> TrainingHistory:
         history = cls(**data)
         # A JSON round trip turns the K keys into strings.
         history.train_accuracies = {int(k): v for k, v in history.train_accuracies.items()}

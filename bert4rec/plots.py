@@ -1,4 +1,4 @@
-"""The charts and the metrics file of output/plots/, drawn from a run's History.
+"""The charts and the metrics file of output/plots/, drawn from a run's TrainingHistory.
 
 Figures are built with matplotlib's object API and rendered by its Agg (PNG) canvas: no window,
 no pyplot state, so this works on a server and from any thread.
@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from . import files
-from .metrics import TOP_K, History
+from .metrics import TOP_K, TrainingHistory
 
 PLOT_FILES = ("loss_curve.png", "accuracy_curve.png", "combined_metrics.png", "learning_curve.png")
 METRICS_FILE = "training_metrics.json"
@@ -28,7 +28,7 @@ def _save(fig: Figure, path: Path) -> None:
     files.write_with(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
 
 
-def _epochs(history: History) -> np.ndarray:
+def _epochs(history: TrainingHistory) -> np.ndarray:
     return np.arange(1, history.epochs_done + 1)
 
 
@@ -41,7 +41,7 @@ def _finish(ax, title: str, ylabel: str, ylim: tuple | None = None, **legend) ->
     ax.grid(alpha=0.3)
 
 
-def _draw_losses(ax, history: History) -> None:
+def _draw_losses(ax, history: TrainingHistory) -> None:
     epochs = _epochs(history)
     ax.plot(epochs, history.train_losses, label="train loss", marker=".")
     ax.plot(epochs, history.val_losses, label="validation loss", marker=".")
@@ -50,7 +50,7 @@ def _draw_losses(ax, history: History) -> None:
     _finish(ax, "Loss (masked titles)", "cross-entropy")
 
 
-def _draw_accuracy(ax, history: History, which: str) -> None:
+def _draw_accuracy(ax, history: TrainingHistory, which: str) -> None:
     series = history.train_accuracies if which == "train" else history.val_accuracies
     for k in TOP_K:
         ax.plot(_epochs(history), series[k], label=f"Top-{k}", marker=".")
@@ -61,7 +61,7 @@ def _draw_accuracy(ax, history: History, which: str) -> None:
 BASELINE_STYLES = {"popularity": ":", "ItemKNN": "-.", "EASE": "--"}
 
 
-def baseline_figures(history: History) -> dict[str, dict[str, float]]:
+def baseline_figures(history: TrainingHistory) -> dict[str, dict[str, float]]:
     """Validation figures of each baseline that ran: the report's, else (a file written
     before the baselines were added) the popularity baseline's."""
     measured = {n: e["validation"] for n, e in history.baselines.items() if "validation" in e}
@@ -70,7 +70,7 @@ def baseline_figures(history: History) -> dict[str, dict[str, float]]:
     return measured
 
 
-def _draw_baselines(ax, history: History, metric_names: tuple[str, ...]) -> None:
+def _draw_baselines(ax, history: TrainingHistory, metric_names: tuple[str, ...]) -> None:
     """A horizontal line per baseline and metric, in the colour of that metric's curve."""
     colours = {line.get_label(): line.get_color() for line in ax.get_lines()}
     for name, figures in baseline_figures(history).items():
@@ -86,7 +86,7 @@ def _draw_baselines(ax, history: History, metric_names: tuple[str, ...]) -> None
             )
 
 
-def _draw_topk_bars(ax, history: History) -> None:
+def _draw_topk_bars(ax, history: TrainingHistory) -> None:
     """The last epoch's Top-K: masked-title accuracy (train, validation) and next-title hit
     rate of the model and of the popularity baseline."""
     groups = {
@@ -115,13 +115,13 @@ def smooth(values: list[float], weight: float = SMOOTHING) -> np.ndarray:
     return np.array(out)
 
 
-def loss_curve(history: History, path: Path) -> None:
+def loss_curve(history: TrainingHistory, path: Path) -> None:
     fig = Figure(figsize=(8, 5))
     _draw_losses(fig.add_subplot(), history)
     _save(fig, path)
 
 
-def accuracy_curve(history: History, path: Path) -> None:
+def accuracy_curve(history: TrainingHistory, path: Path) -> None:
     fig = Figure(figsize=(8, 5))
     ax = fig.add_subplot()
     epochs = _epochs(history)
@@ -138,7 +138,7 @@ def accuracy_curve(history: History, path: Path) -> None:
     _save(fig, path)
 
 
-def combined_metrics(history: History, path: Path) -> None:
+def combined_metrics(history: TrainingHistory, path: Path) -> None:
     fig = Figure(figsize=(13, 9))
     axes = fig.subplots(2, 2)
     _draw_losses(axes[0, 0], history)
@@ -148,7 +148,7 @@ def combined_metrics(history: History, path: Path) -> None:
     _save(fig, path)
 
 
-def learning_curve(history: History, path: Path) -> None:
+def learning_curve(history: TrainingHistory, path: Path) -> None:
     fig = Figure(figsize=(13, 5))
     loss_ax, rank_ax = fig.subplots(1, 2)
     epochs = _epochs(history)
@@ -168,13 +168,15 @@ def learning_curve(history: History, path: Path) -> None:
     _save(fig, path)
 
 
-def write_metrics_json(history: History, path: Path, extra: dict | None = None) -> None:
+def write_metrics_json(history: TrainingHistory, path: Path, extra: dict | None = None) -> None:
     """Every per-epoch series (one value per epoch), the popularity baseline and `extra`."""
     record = {"epochs": _epochs(history).tolist(), **history.to_dict(), **(extra or {})}
     files.write_json(path, record)
 
 
-def write_all(history: History, folder: str | os.PathLike[str], extra: dict | None = None) -> None:
+def write_all(
+    history: TrainingHistory, folder: str | os.PathLike[str], extra: dict | None = None
+) -> None:
     """All four charts and training_metrics.json into `folder` (output/plots)."""
     folder = Path(folder)
     loss_curve(history, folder / "loss_curve.png")

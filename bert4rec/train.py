@@ -1,6 +1,7 @@
 """The training loop: data -> model -> per-epoch training, validation and ranking -> outputs.
 
-`train(config)` is the whole of stage 3 and can be called from Python (it returns the History).
+`train(config)` is the whole of stage 3 and can be called from Python (it returns the
+TrainingHistory).
 Output layout (under config.output):
 
     models/       best_model.pth, final_model.pth, item_mappings.pkl / .json, training_config.json
@@ -50,7 +51,7 @@ from . import config as config_module
 from .checkpoint import OutputPaths
 from .config import TrainConfig
 from .data import BERT4RecDataset, TrainingData
-from .metrics import RANKING_METRICS, TOP_K, History
+from .metrics import RANKING_METRICS, TOP_K, TrainingHistory
 from .model import BERT4Rec, ModelConfig
 from .vocab import PAD_INDEX
 
@@ -489,7 +490,7 @@ class Run:
     train_set: BERT4RecDataset
     train_loader: DataLoader
     val_loader: DataLoader | None  # None for leave-one-out (validated by ranking alone)
-    history: History
+    history: TrainingHistory
     start_epoch: int = 1
     train_amp_dtype: torch.dtype | None = None  # the training steps' (training_autocast_dtype)
     averaged: AveragedModel | None = None  # --ema-decay (weight_average)
@@ -543,13 +544,13 @@ class Run:
         self.scheduler.load_state_dict(payload["scheduler_state"])
         if payload["scaler_state"]:  # empty when saved without fp16 (cpu, bf16, another GPU)
             self.scaler.load_state_dict(payload["scaler_state"])
-        self.history = History.from_dict(payload["history"])
+        self.history = TrainingHistory.from_dict(payload["history"])
         checkpoint.restore_rng(payload["rng_state"])
         self.start_epoch = payload["epoch"] + 1
 
 
-def train(config: TrainConfig) -> History:
-    """Train as configured (resuming from config.resume when set) and return the History.
+def train(config: TrainConfig) -> TrainingHistory:
+    """Train as configured (resuming from config.resume when set) and return the TrainingHistory.
 
     Raises db.DatabaseError, data.DataError, checkpoint.CheckpointError or TrainingError with a
     message for the user, ValueError for impossible settings, and TrainingInterrupted on
@@ -624,7 +625,7 @@ def start_run(config: TrainConfig, paths: OutputPaths) -> Run:
         val_loader=None
         if val_set is None
         else make_loader(distributed.share(val_set), config, device),
-        history=History(),
+        history=TrainingHistory(),
         train_amp_dtype=train_amp_dtype,
         averaged=weight_average(model, config.ema_decay),
     )
@@ -642,7 +643,7 @@ def start_run(config: TrainConfig, paths: OutputPaths) -> Run:
     return run
 
 
-def train_epochs(run: Run) -> History:
+def train_epochs(run: Run) -> TrainingHistory:
     """The epochs from run.start_epoch on, then the final outputs."""
     config, history = run.config, run.history
     step = make_step(
@@ -794,7 +795,7 @@ def interrupted(run: Run, epoch: int, finished: dict | None) -> TrainingInterrup
     path = run.paths.checkpoint(done)
     if distributed.is_main_process():  # [distributed]
         checkpoint.save(finished, path)
-        plots.write_all(History.from_dict(finished["history"]), run.paths.plots, run.report)
+        plots.write_all(TrainingHistory.from_dict(finished["history"]), run.paths.plots, run.report)
     message = (
         f"Interrupted in epoch {epoch}. Saved the state after epoch {done} to {path}.\n"
         f"Resume with: python train_model.py --resume {path}"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bert4rec import blending, checkpoint, db, recommend
+from bert4rec import blending, checkpoint, db
 from bert4rec.data import ItemMapping
 from bert4rec.model import BERT4Rec, ModelConfig
+from bert4rec.recommender import Recommender, WatchedTitles
 
 TITLES = (11, 12, 13, 14, 15)
 
@@ -39,9 +40,9 @@ def test_a_matching_blend_decides_and_is_announced(tmp_path):
     blending.save(ease_only(), tmp_path / checkpoint.BLEND_FILE)
     notes = []
     catalogue = [db.Anime(i, f"Title {i}") for i in TITLES]
-    recommender = recommend.Recommender.load(tmp_path, catalogue, notify=notes.append)
+    recommender = Recommender.load(tmp_path, catalogue, notify=notes.append)
     assert recommender.blend is not None and any("blend" in n for n in notes)
-    top = recommender.recommend(recommend.History(watched=(11,)), top_k=4).items
+    top = recommender.recommend(WatchedTitles(watched=(11,)), top_k=4).items
     assert top[0].anime.anime_id == 15
     assert 11 not in [r.anime.anime_id for r in top]  # a watched title is never recommended
 
@@ -51,7 +52,7 @@ def test_a_blend_of_another_model_is_ignored(tmp_path):
     blending.save(ease_only(epoch=3), tmp_path / checkpoint.BLEND_FILE)
     notes = []
     catalogue = [db.Anime(i) for i in TITLES]
-    recommender = recommend.Recommender.load(tmp_path, catalogue, notify=notes.append)
+    recommender = Recommender.load(tmp_path, catalogue, notify=notes.append)
     assert recommender.blend is None and "Scoring: the BERT4Rec model alone." in notes
 
 

@@ -15,7 +15,7 @@ from planted import make_store
 
 from bench import gpu_check
 from bert4rec import db
-from bert4rec.recommend import Recommendation, Recommendations
+from bert4rec.recommender import Recommendation, Recommendations
 
 PARTS = [
     "environment",
@@ -80,7 +80,7 @@ def rows(*tops: list[tuple[int, float]]) -> list:
     (anime_id, probability), users 1, 2, ..."""
     return [
         (
-            db.UserHistory(user, f"u{user}", ()),
+            db.StoredUserList(user, f"u{user}", ()),
             Recommendations(
                 tuple(Recommendation(r, db.Anime(a), p) for r, (a, p) in enumerate(top, 1)),
                 5,

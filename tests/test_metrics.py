@@ -81,7 +81,7 @@ def test_a_leaking_case_is_refused():
 
 
 def test_history_records_one_value_per_epoch_and_the_best():
-    history = metrics.History()
+    history = metrics.TrainingHistory()
     acc = {k: 0.5 for k in metrics.TOP_K}
     ranking = {m: 0.1 for m in metrics.RANKING_METRICS}
     for val_loss in (3.0, 2.0, 2.5):
@@ -96,14 +96,14 @@ def test_history_records_one_value_per_epoch_and_the_best():
             learning_rate=0.1,
         )
     assert (history.best_epoch, history.best_val_loss, history.epochs_since_best()) == (2, 2.0, 1)
-    restored = metrics.History.from_dict(
+    restored = metrics.TrainingHistory.from_dict(
         {**history.to_dict(), "train_accuracies": {"1": [0.5] * 3, "5": [], "10": [], "20": []}}
     )
     assert restored.train_accuracies[1] == [0.5] * 3
 
 
 def test_history_can_pick_the_best_epoch_by_validation_ndcg():
-    history = metrics.History()
+    history = metrics.TrainingHistory()
     acc = {k: 0.5 for k in metrics.TOP_K}
     # The loss bottoms out at epoch 2 while the ranking keeps improving until epoch 3.
     for val_loss, ndcg in ((3.0, 0.10), (2.0, 0.12), (2.5, 0.15), (2.6, 0.14)):

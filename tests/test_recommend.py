@@ -1,4 +1,4 @@
-"""recommend.py and bert4rec/recommend.py: a tiny model trained once on a planted store, then
+"""recommend.py and bert4rec/recommender.py: a tiny model trained once on a planted store, then
 recommendations for stored users, typed titles, live AniList users (the fake server) and every
 user at once."""
 
@@ -22,10 +22,10 @@ from fakes import FAST
 from planted import NOT_IN_CATALOGUE, chain_title, make_store
 
 from bert4rec import cli, data, db
-from bert4rec.recommend import (
-    History,
+from bert4rec.recommender import (
     Recommender,
     RecommendError,
+    WatchedTitles,
     history_from_entries,
     recommend_all_users,
 )
@@ -145,16 +145,18 @@ def test_never_recommends_the_list_padding_or_tokens(recommender, store):
     )
     assert planned <= {r.anime.anime_id for r in with_plans.items}
 
-    grown_ups = recommender.recommend(History([part(0, 0)]), top_k=everything)
+    grown_ups = recommender.recommend(WatchedTitles([part(0, 0)]), top_k=everything)
     assert any(r.anime.is_adult for r in grown_ups.items)
-    no_adult = recommender.recommend(History([part(0, 0)]), top_k=everything, exclude_adult=True)
+    no_adult = recommender.recommend(
+        WatchedTitles([part(0, 0)]), top_k=everything, exclude_adult=True
+    )
     assert no_adult.items and not any(r.anime.is_adult for r in no_adult.items)
 
 
 def test_a_planted_chain_gets_its_next_part_first(recommender):
     for k in (2, 3, 4):
         firsts = [
-            recommender.recommend(History([part(c, p) for p in range(k)]), top_k=1)
+            recommender.recommend(WatchedTitles([part(c, p) for p in range(k)]), top_k=1)
             .items[0]
             .anime.anime_id
             for c in range(8)
@@ -164,7 +166,7 @@ def test_a_planted_chain_gets_its_next_part_first(recommender):
 
 
 def test_unknown_ids_are_reported_not_fatal(recommender):
-    result = recommender.recommend(History([424242, part(1, 0), part(1, 1), 434343]))
+    result = recommender.recommend(WatchedTitles([424242, part(1, 0), part(1, 1), 434343]))
     assert result.unknown_ids == (424242, 434343) and result.titles_used == 2
     assert len(result.items) == 20  # the default --top
 

@@ -18,7 +18,7 @@ from conftest import run_script
 from planted import chain_title, make_store
 
 from bert4rec import data, db, reasons
-from bert4rec.recommend import History, Recommender, history_from_entries
+from bert4rec.recommender import Recommender, WatchedTitles, history_from_entries
 from bert4rec.rules import FranchiseRules
 
 CHAINS, CHAIN_LENGTH = 8, 6  # planted.make_store's defaults
@@ -101,7 +101,7 @@ def test_the_reason_for_a_chains_next_part_is_its_predecessor(recommender):
     named, first = [], []
     for c in range(CHAINS):
         k = 3
-        history = History([1000, *[part(c, p) for p in range(k)]])
+        history = WatchedTitles([1000, *[part(c, p) for p in range(k)]])
         top = recommender.recommend(history, top_k=1, rules=RULES_OFF).items[0]
         if top.anime.anime_id != part(c, k):
             continue  # the model did not learn this chain; its reasons say nothing of the method
@@ -189,7 +189,7 @@ def test_every_users_lists_follow_the_franchise_rules(store, recommender):
 
 
 def test_all_seasons_lifts_one_per_franchise(recommender):
-    history = History([part(0, 0), part(0, 1), 1001])
+    history = WatchedTitles([part(0, 0), part(0, 1), 1001])
     one = recommender.recommend(history, top_k=20)
     every = recommender.recommend(history, top_k=20, rules=RULES_OFF)
     groups = Counter(recommender.franchises.group(r.anime.anime_id) for r in every.items)

@@ -12,7 +12,7 @@ from conftest import run_script
 from fakes import FAST
 
 from bert4rec import db
-from bert4rec.recommend import Recommender, history_from_entries
+from bert4rec.recommender import Recommender, history_from_entries
 from bert4rec.rules import DEFAULT_CONTINUE, FranchiseRules
 from bert4rec.simulator import FakeAniList
 from bert4rec.synthetic import generate_world

@@ -57,7 +57,7 @@ REPRODUCIBLE = (
 
 
 def reproducible(record: dict) -> dict[str, float]:
-    """The REPRODUCIBLE figures of a History dict or metrics file, flattened for comparison."""
+    """The REPRODUCIBLE figures of a TrainingHistory dict or metrics file, flattened."""
     flat = {}
     for name in REPRODUCIBLE:
         value = record[name]

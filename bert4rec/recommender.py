@@ -1,7 +1,7 @@
 """Recommendations from a trained model: the titles a user is most likely to watch next.
 
     recommender = Recommender.load("output/models", catalogue)
-    result = recommender.recommend(History(watched=[5114, 9253, 11061]))
+    result = recommender.recommend(WatchedTitles(watched=[5114, 9253, 11061]))
 
 A history is AniList ids in watch order, oldest first. history_from_entries() builds one from a
 stored or fetched anime list with the rule training used (data.watch_order_key), so the model
@@ -9,7 +9,7 @@ reads a user's titles in the order it learned from. The model sees the newest ma
 titles followed by MASK and scores every catalogue title for the MASK (data.next_item_inputs).
 
 Never recommended: padding and the special tokens (the model gives them -inf), every title on
-the user's list, watched or planned (History.exclude; planned titles may be let back in), and,
+the user's list, watched or planned (WatchedTitles.exclude; planned titles may be let back in), and,
 when asked, adult titles.
 
 Score: the model's probability that a title is the user's next one, among the titles it may
@@ -95,7 +95,7 @@ class RecommendError(Exception):
 
 
 @dataclass(frozen=True)
-class History:
+class WatchedTitles:
     """What to recommend from."""
 
     watched: Sequence[int]  # AniList ids in watch order, oldest first: what the model reads
@@ -116,18 +116,18 @@ class History:
 
 def history_from_entries(
     entries: Sequence[db.ListEntry], *, include_planning: bool = False
-) -> History:
+) -> WatchedTitles:
     """A list's watched titles in training's watch order; every title on it is excluded, but
     PLANNING ones when include_planning."""
     watched = sorted((e for e in entries if e.watched), key=data.watch_order_key)
     exclude = [e.anime_id for e in entries if not (include_planning and e.status == "PLANNING")]
     statuses = {e.anime_id: e.status for e in watched}
-    return History(tuple(e.anime_id for e in watched), frozenset(exclude), statuses)
+    return WatchedTitles(tuple(e.anime_id for e in watched), frozenset(exclude), statuses)
 
 
 @dataclass(frozen=True)
 class TitleHistory:
-    history: History
+    history: WatchedTitles
     matches: list[TitleMatch]  # one per query, in order; anime None for those not matched
 
     @property
@@ -140,7 +140,7 @@ def history_from_titles(queries: Sequence[str], catalogue: Sequence[db.Anime]) -
     index = TitleIndex(catalogue)
     matches = [index.match(query) for query in queries]
     watched = tuple(m.anime.anime_id for m in matches if m.anime is not None)
-    return TitleHistory(History(watched), matches)
+    return TitleHistory(WatchedTitles(watched), matches)
 
 
 def fetch_list(client: AniListClient, user_name: str) -> tuple[str, tuple[db.ListEntry, ...]]:
@@ -401,7 +401,7 @@ class Recommender:
         return recommender
 
     def recommend(
-        self, history: History, *, top_k: int = DEFAULT_TOP_K, **options
+        self, history: WatchedTitles, *, top_k: int = DEFAULT_TOP_K, **options
     ) -> Recommendations:
         """recommend_many for one history; the same options."""
         return self.recommend_many([history], top_k=top_k, **options)[0]
@@ -409,7 +409,7 @@ class Recommender:
     @torch.no_grad()
     def recommend_many(
         self,
-        histories: Sequence[History],
+        histories: Sequence[WatchedTitles],
         *,
         top_k: int = DEFAULT_TOP_K,
         exclude_adult: bool = False,
@@ -456,7 +456,7 @@ class Recommender:
                 on_batch(len(chunk))
         return [r for r in results if r is not None]
 
-    def _excluded_items(self, history: History, watched_items: np.ndarray) -> np.ndarray:
+    def _excluded_items(self, history: WatchedTitles, watched_items: np.ndarray) -> np.ndarray:
         more = [self.mapping.index(int(a)) for a in history.exclude]
         extra = np.array([i for i in more if i is not None], dtype=np.int64)
         return np.union1d(watched_items, extra)
@@ -479,7 +479,7 @@ class Recommender:
     def _select(
         self,
         log_probs: torch.Tensor,
-        history: History,
+        history: WatchedTitles,
         *,
         top_k: int,
         rules: FranchiseRules,
@@ -570,7 +570,7 @@ def recommend_all_users(
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_batch: Callable[[int], None] | None = None,
     **options,
-) -> list[tuple[db.UserHistory, Recommendations]]:
+) -> list[tuple[db.StoredUserList, Recommendations]]:
     """Every loaded user's top_k, batched; users with no title the model knows are left out.
     options: those of Recommender.recommend_many (exclude_adult, rules, filters, explain)."""
     users = db.load_histories(conn)
@@ -581,7 +581,7 @@ def recommend_all_users(
     return [(u, r) for u, r in zip(users, results) if r.titles_used]
 
 
-def csv_text(rows: Sequence[tuple[db.UserHistory, Recommendations]]) -> str:
+def csv_text(rows: Sequence[tuple[db.StoredUserList, Recommendations]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -613,7 +613,7 @@ def csv_text(rows: Sequence[tuple[db.UserHistory, Recommendations]]) -> str:
 
 
 def write_csv(
-    path: str | os.PathLike[str], rows: Sequence[tuple[db.UserHistory, Recommendations]]
+    path: str | os.PathLike[str], rows: Sequence[tuple[db.StoredUserList, Recommendations]]
 ) -> None:
     """Atomically; UTF-8 with a byte-order mark, so Excel on Windows shows Japanese titles."""
     files.write_text(path, csv_text(rows), encoding="utf-8-sig")
