@@ -49,7 +49,15 @@ from .data import ItemMapping
 from .filters import NO_FILTERS, Filters
 from .franchise import Franchises
 from .model import BERT4Rec
-from .rules import CONTINUED_STATUSES, DEFAULT_RULES, FranchiseRules, Viewer, select
+from .rules import (
+    CONTINUED_STATUSES,
+    DEFAULT_RULES,
+    FranchiseRules,
+    Pick,
+    Selection,
+    Viewer,
+    select,
+)
 from .titles import TitleIndex, TitleMatch
 
 DEFAULT_MODEL_DIR = os.path.join(paths.DEFAULT_OUTPUT_DIR, "models")
@@ -436,20 +444,15 @@ class Recommender:
                 chosen = self._select(
                     log_probs[row], histories[i], top_k=top_k, rules=rules, filters=filters
                 )
-                found = [
-                    Recommendation(
-                        0, self.anime[p.anime_id], float(np.exp(p.log_prob)), rules_applied=p.notes
-                    )
-                    for p in chosen.items + chosen.continue_items
-                ]
-                if explain:
-                    found = self._explained(found, encoded[i].items)
-                main = len(chosen.items)
+                found = [self._made(chosen.items), self._made(chosen.continue_items)]
+                if explain:  # both lists in one forward pass
+                    both = self._explained(found[0] + found[1], encoded[i].items)
+                    found = [both[: len(found[0])], both[len(found[0]) :]]
                 results[i] = Recommendations(
-                    tuple(_ranked(found[:main])),
+                    tuple(found[0]),
                     len(encoded[i].items),
                     tuple(encoded[i].unknown),
-                    tuple(_ranked(found[main:])),
+                    tuple(found[1]),
                     chosen.left_out,
                 )
             if on_batch is not None:
@@ -484,7 +487,7 @@ class Recommender:
         top_k: int,
         rules: FranchiseRules,
         filters: Filters,
-    ):
+    ) -> Selection:
         """One user's titles from their row of _score: the ranking walked by rules.select."""
         # A -inf (or NaN, when nothing is left to recommend) is not a recommendation.
         values, order = torch.sort(log_probs, descending=True)
@@ -509,6 +512,12 @@ class Recommender:
             filters=filters,
         )
 
+    def _made(self, picks: Sequence[Pick]) -> list[Recommendation]:
+        return [
+            Recommendation(rank, self.anime[p.anime_id], float(np.exp(p.log_prob)), (), p.notes)
+            for rank, p in enumerate(picks, start=1)
+        ]
+
     def _explained(self, found: list[Recommendation], history: np.ndarray) -> list[Recommendation]:
         """The recommendations with their reasons (reasons.explain), all in one forward pass."""
         targets = [self.mapping.index(r.anime.anime_id) for r in found]
@@ -522,10 +531,6 @@ class Recommender:
             )
             for r, why in zip(found, because)
         ]
-
-
-def _ranked(items: Sequence[Recommendation]) -> list[Recommendation]:
-    return [replace(item, rank=rank) for rank, item in enumerate(items, start=1)]
 
 
 def matching_blend(opened: OpenedModel) -> blending.Blend | None:
