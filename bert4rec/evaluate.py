@@ -34,10 +34,17 @@ class Evaluation(NamedTuple):
 
 @torch.no_grad()
 def evaluate(
-    cases: NextItemCases, scorer: Scorer, mapping: ItemMapping, config: TrainConfig
+    cases: NextItemCases,
+    scorer: Scorer,
+    mapping: ItemMapping,
+    config: TrainConfig,
+    *,
+    shared: bool = True,
 ) -> Evaluation:
     """Score every case once. Under torchrun each process scores every W-th case and the
-    figures are summed over the processes, so every process gets the same ones."""
+    figures are summed over the processes, so every process gets the same ones; shared=False
+    scores them all here, for work that only the first process does (the test of
+    best_model.pth, the blend: its files are only on the first process's machine)."""
     started = time.perf_counter()
     shares: list[tuple[metrics.NextItemScores, int]] = []
 
@@ -48,13 +55,14 @@ def evaluate(
         shares.append((scored, len(share.targets)))
         return scored.ranks
 
-    ranks = distributed.rank_in_shares(cases, rank)  # [distributed]
+    ranks = distributed.rank_in_shares(cases, rank) if shared else rank(cases)  # [distributed]
     scored, count = shares[0]
     sums = torch.tensor(
         [scored.loss * count, *(scored.accuracy[k] * count for k in TOP_K), count],
         dtype=torch.float64,
     )
-    sums = distributed.all_reduce_sum(sums)  # [distributed] unchanged in a plain run
+    if shared:
+        sums = distributed.all_reduce_sum(sums)  # [distributed] unchanged in a plain run
     total = max(1.0, float(sums[-1]))
     accuracy = {k: float(sums[1 + i]) / total for i, k in enumerate(TOP_K)}
     return Evaluation(
@@ -196,9 +204,12 @@ def fit_blend(
     mapping: ItemMapping,
     config: TrainConfig,
     weights: Sequence[float] = BLEND_WEIGHTS,
+    *,
+    shared: bool = True,
 ) -> dict:
     """The EASE share of `weights` whose blend (blending.blend) ranks the validation targets
-    best by NDCG@10, with its validation (and test) figures and those of every weight tried."""
+    best by NDCG@10, with its validation (and test) figures and those of every weight tried
+    (shared: as for evaluate)."""
     model_part = Replay(model_score)
     ease_part = Replay(baseline_scorer(ease, mapping))
 
@@ -213,13 +224,15 @@ def fit_blend(
     tried: dict[float, float] = {}
     for weight in weights:
         model_part.rewind(), ease_part.rewind()
-        tried[weight] = evaluate(validation, scorer(weight), mapping, config).ranking["NDCG@10"]
+        tried[weight] = evaluate(
+            validation, scorer(weight), mapping, config, shared=shared
+        ).ranking["NDCG@10"]
     chosen = max(weights, key=lambda w: (tried[w], -w))  # a tie goes to the model
     model_part.rewind(), ease_part.rewind()
     result = {
         "ease_weight": chosen,
         "ease_lambda": ease.lam,
-        "validation": evaluate(validation, scorer(chosen), mapping, config).ranking,
+        "validation": evaluate(validation, scorer(chosen), mapping, config, shared=shared).ranking,
         "validation_NDCG@10_by_weight": tried,
     }
     if test is not None:
@@ -228,5 +241,5 @@ def fit_blend(
             baseline_scorer(ease, mapping)(inputs, histories),
             chosen,
         )
-        result["test"] = evaluate(test, test_scorer, mapping, config).ranking
+        result["test"] = evaluate(test, test_scorer, mapping, config, shared=shared).ranking
     return result

@@ -346,8 +346,8 @@ def test_best_model(run: Run) -> None:
     best = checkpoint.load(run.paths.models / checkpoint.BEST_MODEL_FILE, kind="model")
     run.scoring_model.load_state_dict(best["model_state"])
     scorer = evaluate.model_scorer(run.scoring_model, run.device)
-    run.history.test_ranking = evaluate.evaluate(
-        cases, scorer, run.training.mapping, run.config
+    run.history.test_ranking = evaluate.evaluate(  # [distributed] rank 0 alone
+        cases, scorer, run.training.mapping, run.config, shared=False
     ).ranking
     run.history.test_epoch = best["epoch"]
     log.info(
@@ -393,6 +393,7 @@ def blend_with_ease(run: Run) -> None:
         run.training.test_cases,
         run.training.mapping,
         run.config,
+        shared=False,  # [distributed] rank 0 alone
     )
     run.history.blend = result
     weight = result["ease_weight"]
