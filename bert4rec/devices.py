@@ -7,9 +7,7 @@ from typing import Any
 
 import torch
 
-from .config import TrainConfig
-
-DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
+from .config import DEVICES, TrainConfig
 
 
 class DeviceError(Exception):
@@ -22,8 +20,8 @@ def select_device(name: str = "auto", gpu: bool = False) -> torch.device:
     if gpu and name not in ("auto", "cuda"):
         raise DeviceError(f"--gpu asks for CUDA but --device asks for {name}; give one.")
     wanted = "cuda" if gpu else name
-    if wanted not in DEVICE_NAMES:
-        raise DeviceError(f"--device must be one of {', '.join(DEVICE_NAMES)} (got {name!r})")
+    if wanted not in DEVICES:
+        raise DeviceError(f"--device must be one of {', '.join(DEVICES)} (got {name!r})")
     if wanted == "cuda" and not torch.cuda.is_available():
         why = (
             f"this PyTorch ({torch.__version__}) is a CPU-only build"
