@@ -78,7 +78,9 @@ def read_tsv(path: Path) -> list[dict[str, str]]:
 class AnimeLists:
     """The users' lists (item ids of the sample) and each item's metadata."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(
+        self, folder: Path, top_titles: int | None = None, min_titles: int = MIN_TITLES
+    ) -> None:
         base, meta = folder / DATASET, folder / METADATA
         needed = [
             base / "anime_history.dat.gz",
@@ -115,7 +117,11 @@ class AnimeLists:
             items = sorted(set(lists[user]), key=lambda i: self.mal_of[i])
             order.shuffle(items)
             self.lists[user] = items
-        self.eligible = [u for u in sorted(self.lists) if len(self.lists[u]) >= MIN_TITLES]
+        if top_titles:  # the most watched titles alone, each list keeping its order
+            counts = Counter(i for items in self.lists.values() for i in items)
+            kept = {i for i, _ in sorted(counts.items(), key=lambda c: (-c[1], c[0]))[:top_titles]}
+            self.lists = {u: [i for i in items if i in kept] for u, items in self.lists.items()}
+        self.eligible = [u for u in sorted(self.lists) if len(self.lists[u]) >= min_titles]
 
     def subset(self, size: str) -> list[int]:
         if size == "all":
@@ -292,12 +298,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--plot", type=Path, default=RESULTS / "anime_hr10.png", help="default: %(default)s"
     )
+    parser.add_argument(
+        "--top-titles",
+        type=int,
+        default=None,
+        help="keep only the N titles on most lists (all users counted) before choosing users",
+    )
+    parser.add_argument(
+        "--min-titles",
+        type=int,
+        default=MIN_TITLES,
+        help="users need at least this many (kept) titles (default: %(default)s)",
+    )
     config_module.add_arguments(parser)  # any train_model.py flag changes the training
     args = parser.parse_args(argv)
     given = config_module.given_settings(args)
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     try:
-        lists = AnimeLists(args.data or datasets_dir())
+        lists = AnimeLists(args.data or datasets_dir(), args.top_titles, args.min_titles)
         for size in sizes:
             if size != "all" and not (size.isdigit() and 0 < int(size) <= len(lists.eligible)):
                 raise ValueError(f"--sizes: {size!r} is not 'all' or 1..{len(lists.eligible)}")
@@ -315,7 +333,9 @@ def main(argv: list[str] | None = None) -> int:
         "dataset": f"{DATASET} (+ {METADATA})",
         "protocol": (
             f"each user's titles in a seeded random order (random.Random({ORDER_SEED})): the "
-            f"data has no watch order; users with at least {MIN_TITLES} titles, subsets drawn "
+            "data has no watch order; "
+            + (f"only the {args.top_titles} titles on most lists kept; " if args.top_titles else "")
+            + f"users with at least {args.min_titles} titles, subsets drawn "
             f"with random.Random({SUBSET_SEED}).sample; catalogue = every title of the subset; "
             + LEAVE_ONE_OUT_PROTOCOL
         ),

@@ -318,11 +318,14 @@ def nvidia_smi(query: str) -> str | None:
 # --- the synthetic store -----------------------------------------------------------------------
 
 
-def build_synthetic_store(path: Path, media: int, users: int, seed: int = 42) -> dict:
+def build_synthetic_store(
+    path: Path, media: int, users: int, seed: int = 42, list_size_log_mean: float | None = None
+) -> dict:
     """The simulator's world, stored as the data stages would store it: the catalogue ranked by
     popularity, every public user's list, those with fewer than MIN_ANIME watched titles as
-    too_few (load_users.py's default)."""
-    world = generate_world(media, users, seed=seed)
+    too_few (load_users.py's default). list_size_log_mean: synthetic.generate_world's."""
+    sizes = {} if list_size_log_mean is None else {"list_size_log_mean": list_size_log_mean}
+    world = generate_world(media, users, seed=seed, **sizes)
     if path.exists():
         path.unlink()
     conn = db.connect(path)

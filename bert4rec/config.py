@@ -155,6 +155,16 @@ class TrainConfig:
         "truncated SVD of their pointwise mutual information), scaled to the usual starting "
         "size, instead of at random",
     )
+    distill: float = _setting(
+        0.5,
+        "share of the training loss that learns EASE's ranking of the hidden titles (knowledge "
+        "distillation from EASE fitted on the other users, see bert4rec/distill.py; needs "
+        "--baselines, costs 5 titles x titles inversions at the start; 0 = off); the saved "
+        "model is the network alone",
+    )
+    distill_temperature: float = _setting(
+        0.02, "softmax temperature of EASE's scores when --distill is on (lower: sharper)"
+    )
     # --- the optimiser
     lr: float = _setting(1e-3, "peak learning rate of AdamW")
     weight_decay: float = _setting(0.01, "AdamW weight decay (weight matrices only)")
@@ -228,6 +238,7 @@ class TrainConfig:
             "heads",
             "lr",
             "masked_copies",
+            "distill_temperature",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -242,7 +253,7 @@ class TrainConfig:
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{_flag(name)} cannot be negative (got {getattr(self, name)})")
-        shares = ("last_item_mask_prob", "warmup", "min_lr_ratio", "dropout")
+        shares = ("last_item_mask_prob", "warmup", "min_lr_ratio", "dropout", "distill")
         for name in shares:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"--{_flag(name)} must be between 0 and 1")
@@ -258,6 +269,11 @@ class TrainConfig:
             raise ValueError("--max-seq-len must be at least 2")
         if self.hidden % self.heads:
             raise ValueError(f"--hidden {self.hidden} must be divisible by --heads {self.heads}")
+        if self.distill and self.random_windows:
+            raise ValueError(
+                "--distill cannot be used with --random-windows: the teacher tells users apart "
+                "by their newest title, which a random window may leave out"
+            )
         if self.ff_dim is not None and self.ff_dim <= 0:
             raise ValueError("--ff-dim must be positive")
         if self.device not in DEVICES:
@@ -301,6 +317,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # Measured before the title embeddings started from co-occurrence by default (and
         # without early stopping); kept as measured.
         "cooccurrence_init": False,
+        "distill": 0.0,
         "patience": 0,
         "length_buckets": True,
         "cpu_bf16": True,

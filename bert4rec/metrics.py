@@ -240,6 +240,10 @@ class TrainingHistory:
             f"epoch {self.best_epoch} (highest validation {self.select_by}, {self.best_score:.4f})"
         )
 
+    def forget_best(self) -> None:
+        """The best model so far is lost: the next epoch recorded becomes the best."""
+        self.best_epoch, self.best_score, self.best_val_loss = 0, None, None
+
     def epochs_since_best(self) -> int:
         return self.epochs_done - self.best_epoch
 

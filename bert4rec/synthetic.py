@@ -54,6 +54,7 @@ SOURCE_SHARE = 0.6  # franchises adapted from a manga
 MANGA_ID_BASE = 900_000  # AniList's manga ids never coincide with anime ids
 SKIP_CHANCE = {SIDE: 0.4, RECAP: 0.9, SPIN_OFF: 0.5, ALTERNATIVE: 0.7}  # skipped, not stopped
 STOP_CHANCE = 0.35  # a user stops following a franchise before its next main entry
+LIST_SIZE_LOG_MEAN = 3.6  # log-normal list sizes: most lists are tens of titles, some hundreds
 
 _ROMAJI_WORDS = (
     "Hoshi", "Sora", "Kaze", "Yume", "Tsubasa", "Kokoro", "Hikari", "Yoru", "Umi", "Hana",
@@ -84,13 +85,21 @@ _NAME_PARTS = (
 
 
 def generate_world(
-    n_media: int = 600, n_users: int = 300, seed: int = 42, private_share: float = 0.03
+    n_media: int = 600,
+    n_users: int = 300,
+    seed: int = 42,
+    private_share: float = 0.03,
+    list_size_log_mean: float = LIST_SIZE_LOG_MEAN,
 ) -> World:
-    """The catalogue and users for a seed; `n_media` titles, `n_users` accounts."""
+    """The catalogue and users for a seed; `n_media` titles, `n_users` accounts. Each user
+    picks about exp(N(list_size_log_mean, 0.8)) franchises (benchmarks raise it for long lists)."""
     rng = random.Random(seed)
     franchises, roles = _make_franchises(rng, n_media)
     appeal = _assign_appeal(rng, franchises)
-    users = [_make_user(rng, i, franchises, roles, appeal, private_share) for i in range(n_users)]
+    users = [
+        _make_user(rng, i, franchises, roles, appeal, private_share, list_size_log_mean)
+        for i in range(n_users)
+    ]
     media = [m for franchise in franchises for m in franchise]
     _count_list_popularity(media, users, appeal)
     return World(media=media, users=users)
@@ -260,12 +269,12 @@ def _make_user(
     roles: dict[int, str],
     appeal: dict[int, float],
     private_share: float,
+    list_size_log_mean: float,
 ) -> FakeUser:
     user_id = 5_000 + index * 7 + rng.randint(0, 6)
     community = rng.randrange(COMMUNITIES)
     favourite = set(rng.sample(GENRES, rng.choice((1, 2, 3))))
-    # Log-normal list sizes: most lists are tens of titles, some are hundreds.
-    target = max(3, min(len(franchises), int(math.exp(rng.gauss(3.6, 0.8)))))
+    target = max(3, min(len(franchises), int(math.exp(rng.gauss(list_size_log_mean, 0.8)))))
     weights = [
         appeal[f[0]["id"]]
         * (COMMUNITY_PULL if _community(f[0]["id"]) == community else 1.0)

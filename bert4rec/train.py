@@ -41,6 +41,7 @@ from . import (
     checkpoint,
     data,
     devices,
+    distill,
     distributed,
     evaluate,
     files,
@@ -289,9 +290,13 @@ def run_epoch(
     *,
     description: str,
     step: Any = None,
+    teacher: distill.Teacher | None = None,
+    distill_share: float = 0.0,
 ) -> PhaseResult:
     """One pass over `loader`: loss and Top-K accuracy over every masked position. With `step`
-    (a callable taking the loss) it trains; without, it only evaluates."""
+    (a callable taking the loss) it trains; without, it only evaluates. With a `teacher` the
+    step's loss is (1 - distill_share) x the masked-title loss + distill_share x the loss
+    against the teacher's soft targets; the loss reported stays the masked-title one."""
     model.train(step is not None)
     accuracy = metrics.TopKAccuracy(TOP_K)
     loss_sum = torch.zeros((), device=device)
@@ -308,7 +313,12 @@ def run_epoch(
             # [distributed] summed, then divided by the masked positions of every rank
             batch_loss_sum = distributed.summed_loss(logits, targets)
             if step is not None:
-                step(distributed.mean_over_ranks(batch_loss_sum, targets.numel()))
+                step_loss_sum = batch_loss_sum
+                if teacher is not None:
+                    step_loss_sum = (1.0 - distill_share) * batch_loss_sum + (
+                        distill_share * teacher.loss_sum(logits, inputs, labels)
+                    )
+                step(distributed.mean_over_ranks(step_loss_sum, targets.numel()))
             # Summed on the device and read once per epoch: no step waits for the GPU.
             loss_sum += batch_loss_sum.detach()
             accuracy.update(logits, targets)
@@ -373,6 +383,30 @@ def fit_baselines(run: Run) -> None:
         f"Baselines, next-title ranking on {len(cases.targets)} validation users (full ranking, "
         f"fitted on the training titles): {described}"
     )
+
+
+def make_teacher(run: Run) -> distill.Teacher | None:
+    """--distill: cross-fitted EASE at the lambda chosen on validation; None when off or when
+    EASE or the teacher is skipped (the log says why)."""
+    config = run.config
+    if not config.distill:
+        return None
+    ease = run.fitted.ease if run.fitted is not None else None
+    n = run.training.mapping.num_items
+    reason = "EASE was skipped (see the baselines above)" if ease is None else distill.too_large(n)
+    if reason is not None:
+        log.info(f"--distill: {reason}; training without a teacher")
+        return None
+    started = time.perf_counter()
+    teacher = distill.fit_teacher(
+        run.training.train_sequences, n, ease.lam, config.distill_temperature, run.device
+    )
+    log.info(
+        f"Distillation: {config.distill:g} of the training loss learns EASE's ranking (lambda "
+        f"{ease.lam:g}, temperature {config.distill_temperature:g}, {distill.FOLDS} folds "
+        f"cross-fitted in {time.perf_counter() - started:.1f} s)"
+    )
+    return teacher
 
 
 def blend_with_ease(run: Run) -> None:
@@ -496,6 +530,7 @@ class Run:
     train_amp_dtype: torch.dtype | None = None  # the training steps' (training_autocast_dtype)
     averaged: AveragedModel | None = None  # --ema-decay (weight_average)
     fitted: evaluate.FittedBaselines | None = None  # fit_baselines, at the start
+    teacher: distill.Teacher | None = None  # --distill (make_teacher), after fit_baselines
 
     @property
     def scoring_model(self) -> BERT4Rec:
@@ -633,6 +668,7 @@ def start_run(config: TrainConfig, paths: OutputPaths) -> Run:
     if resumed is not None:
         run.restore(resumed)
         log.info(f"Resuming {config.resume} at epoch {run.start_epoch}/{config.epochs}")
+        carry_best_model(run)
     log.info(
         f"Model: BERT4Rec (layers {config.layers}, heads {config.heads}, hidden {config.hidden}, "
         f"feed-forward {config.resolved_ff_dim}, max length {config.max_seq_len}): "
@@ -640,8 +676,29 @@ def start_run(config: TrainConfig, paths: OutputPaths) -> Run:
         f"(batch {config.batch_size})."
     )
     fit_baselines(run)
+    run.teacher = make_teacher(run)
     write_run_files(run)
     return run
+
+
+def carry_best_model(run: Run) -> None:
+    """A run resumed into another --output folder: bring along the best model of the epochs
+    before the checkpoint (from the checkpoint's own run folder), since a later epoch may
+    never beat it and the test and blend read it from this folder. Rank 0 only."""
+    best_epoch = run.history.best_epoch
+    target = run.paths.models / checkpoint.BEST_MODEL_FILE
+    source = OutputPaths(Path(run.config.resume).resolve().parent.parent).models / target.name
+    if not best_epoch or not distributed.is_main_process() or source == target.resolve():
+        return
+    saved = checkpoint.load(source, kind="model") if source.is_file() else None
+    if saved is None or saved.get("epoch") != best_epoch:
+        log.info(
+            f"Note: the best model so far (epoch {best_epoch}) was not found beside "
+            f"{run.config.resume} ({source}); {target} will hold the best epoch from now on."
+        )
+        run.history.forget_best()
+        return
+    checkpoint.save(saved, target)
 
 
 def train_epochs(run: Run) -> TrainingHistory:
@@ -697,6 +754,8 @@ def train_one_epoch(run: Run, epoch: int, step: Any) -> bool:
         run.train_amp_dtype,
         description="Training",
         step=step,
+        teacher=run.teacher,
+        distill_share=run.config.distill,
     )
     log_phase("Train", trained)
     log.info(

@@ -498,7 +498,7 @@ def test_weight_average_is_validated_saved_and_resumed(planted_db, tmp_path):
 
 def test_cpu_bf16_covers_the_training_steps_only():
     cpu = torch.device("cpu")
-    plain = TrainConfig()
+    plain = replace(TrainConfig(), cpu_bf16=False)  # on by default
     assert devices.training_autocast_dtype(plain, cpu) is None
     bf16 = replace(plain, cpu_bf16=True)
     native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
