@@ -326,9 +326,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"\n=== {size} users ===", flush=True)
                 rows.append(run_size(lists, size, given, work))
                 print("\n".join(table(rows[-1:], "HR@10")), flush=True)
+                write_results(args, lists, rows)  # an interrupted run keeps the sizes done
     except (AnimeDataError, ValueError, TrainingError, db.DatabaseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    for metric in ("HR@10", "NDCG@10"):
+        print("\n" + "\n".join(table(rows, metric)))
+    print(f"\nwritten: {args.json}, {args.plot}")
+    return 0
+
+
+def write_results(args: argparse.Namespace, lists: AnimeLists, rows: list[dict]) -> None:
     result = {
         "dataset": f"{DATASET} (+ {METADATA})",
         "protocol": (
@@ -345,10 +353,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     files.write_json(args.json, result)
     plot(rows, args.plot)
-    for metric in ("HR@10", "NDCG@10"):
-        print("\n" + "\n".join(table(rows, metric)))
-    print(f"\nwritten: {args.json}, {args.plot}")
-    return 0
 
 
 if __name__ == "__main__":
