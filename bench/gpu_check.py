@@ -426,7 +426,8 @@ def needs_store(check: Check) -> None:
 
 def spec_default(check: Check, name: str, amp: bool) -> dict:
     needs_store(check)
-    return train_and_measure(spec_config(check, name, amp=amp))
+    # cpu_bf16 too: on a CPU with native bf16 the fp32 part would otherwise train in bf16
+    return train_and_measure(spec_config(check, name, amp=amp, cpu_bf16=amp))
 
 
 def ml1m_config(check: Check, name: str, epochs: int, **over: Any) -> TrainConfig:

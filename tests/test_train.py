@@ -72,7 +72,15 @@ def reproducible(record: dict) -> dict[str, float]:
 
 
 def flags(settings: dict) -> list[str]:
-    return [x for k, v in settings.items() for x in (f"--{k.replace('_', '-')}", str(v))]
+    """Command-line flags for settings; a bool is --name or --no-name."""
+    out = []
+    for key, value in settings.items():
+        name = key.replace("_", "-")
+        if isinstance(value, bool):
+            out.append(f"--{name}" if value else f"--no-{name}")
+        else:
+            out += [f"--{name}", str(value)]
+    return out
 
 
 @pytest.fixture(scope="module")
