@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -25,6 +23,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from bench.compare_recbole import machine
 from bench.gpu_check import build_synthetic_store
 from bert4rec import config as config_module
 from bert4rec import files, plots, tuning
@@ -72,8 +71,7 @@ def run(work: Path, users: int, titles: int) -> dict:
     ranking = {name: round(values[best - 1], 4) for name, values in history.val_ranking.items()}
     return {
         "what": "train_model.py's defaults on a synthetic store (bench/bench_default_training.py)",
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU threads, torch "
-        + __import__("torch").__version__,
+        "machine": machine(),
         "store": {**built, "seconds_to_build": round(store_seconds, 1)},
         "data": report.get("data"),
         "epochs": history.epochs_done,

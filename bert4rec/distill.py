@@ -58,12 +58,17 @@ class Teacher:
     1..N; padding, MASK and the reserved token add nothing."""
 
     def __init__(
-        self, fold_weights: Sequence[np.ndarray], temperature: float, device: torch.device
+        self,
+        fold_weights: Sequence[np.ndarray],
+        temperature: float,
+        device: torch.device,
+        share: float = 1.0,
     ) -> None:
         if len(fold_weights) != FOLDS:
             raise ValueError(f"a teacher needs {FOLDS} folds' weights")
         self.num_items = fold_weights[0].shape[0]
         self.temperature = temperature
+        self.share = share  # of the training loss (--distill)
         self.tables = []
         for weights in fold_weights:
             table = torch.zeros(self.num_items + NUM_SPECIAL_TOKENS, self.num_items)
@@ -100,6 +105,18 @@ class Teacher:
         log_probs = torch.log_softmax(logits.float(), dim=1)[:, title_slice(self.num_items)]
         return -(targets * log_probs).sum()
 
+    def step_loss_sum(
+        self,
+        masked_loss_sum: torch.Tensor,
+        logits: torch.Tensor,
+        inputs: torch.Tensor,
+        labels: torch.Tensor,
+    ) -> torch.Tensor:
+        """What a training step minimises: (1 - share) x the masked-title loss + share x the
+        loss against the soft targets, both summed over the masked positions."""
+        taught = self.loss_sum(logits, inputs, labels)
+        return (1.0 - self.share) * masked_loss_sum + self.share * taught
+
 
 def fit_teacher(
     sequences: Sequence[np.ndarray],
@@ -107,13 +124,14 @@ def fit_teacher(
     lam: float,
     temperature: float,
     device: torch.device,
+    share: float = 1.0,
 ) -> Teacher:
-    """One EASE (at `lam`) per fold, each fitted on the sequences of the other folds."""
+    """One EASE (at `lam`) per fold, each fitted on the sequences of the other folds: all
+    users' co-occurrence less the fold's, one fold at a time (two dense matrices held)."""
     folds = fold_of(np.array([int(s[-1]) for s in sequences]))
-    grams = [
-        baselines.co_occurrence([s for s, f in zip(sequences, folds) if f == fold], num_items)
-        for fold in range(FOLDS)
-    ]
-    total = sum(grams)
-    weights = [baselines.EASE(total - gram, lam).weights for gram in grams]
-    return Teacher(weights, temperature, device)
+    total = baselines.co_occurrence(sequences, num_items)
+    weights = []
+    for fold in range(FOLDS):
+        own = baselines.co_occurrence([s for s, f in zip(sequences, folds) if f == fold], num_items)
+        weights.append(baselines.EASE(total - own, lam).weights)
+    return Teacher(weights, temperature, device, share)

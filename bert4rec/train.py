@@ -291,12 +291,11 @@ def run_epoch(
     description: str,
     step: Any = None,
     teacher: distill.Teacher | None = None,
-    distill_share: float = 0.0,
 ) -> PhaseResult:
     """One pass over `loader`: loss and Top-K accuracy over every masked position. With `step`
     (a callable taking the loss) it trains; without, it only evaluates. With a `teacher` the
-    step's loss is (1 - distill_share) x the masked-title loss + distill_share x the loss
-    against the teacher's soft targets; the loss reported stays the masked-title one."""
+    step minimises its mix of the masked-title loss and the loss against its soft targets
+    (distill.Teacher.step_loss_sum); the loss reported stays the masked-title one."""
     model.train(step is not None)
     accuracy = metrics.TopKAccuracy(TOP_K)
     loss_sum = torch.zeros((), device=device)
@@ -315,9 +314,7 @@ def run_epoch(
             if step is not None:
                 step_loss_sum = batch_loss_sum
                 if teacher is not None:
-                    step_loss_sum = (1.0 - distill_share) * batch_loss_sum + (
-                        distill_share * teacher.loss_sum(logits, inputs, labels)
-                    )
+                    step_loss_sum = teacher.step_loss_sum(batch_loss_sum, logits, inputs, labels)
                 step(distributed.mean_over_ranks(step_loss_sum, targets.numel()))
             # Summed on the device and read once per epoch: no step waits for the GPU.
             loss_sum += batch_loss_sum.detach()
@@ -399,7 +396,12 @@ def make_teacher(run: Run) -> distill.Teacher | None:
         return None
     started = time.perf_counter()
     teacher = distill.fit_teacher(
-        run.training.train_sequences, n, ease.lam, config.distill_temperature, run.device
+        run.training.train_sequences,
+        n,
+        ease.lam,
+        config.distill_temperature,
+        run.device,
+        share=config.distill,
     )
     log.info(
         f"Distillation: {config.distill:g} of the training loss learns EASE's ranking (lambda "
@@ -755,7 +757,6 @@ def train_one_epoch(run: Run, epoch: int, step: Any) -> bool:
         description="Training",
         step=step,
         teacher=run.teacher,
-        distill_share=run.config.distill,
     )
     log_phase("Train", trained)
     log.info(
