@@ -11,7 +11,9 @@ Protocol:
   shuffled from MAL id order), written as one completion date a day, so that our store's watch
   order (data.py) is that random order. "Next title" here means "a held-out title".
 - Users with at least 5 titles (4,567). Subsets of 50, 200, 500, 2,000 and all of them, each
-  drawn with random.Random(1).sample from those users in id order.
+  drawn with random.Random(1).sample from those users in id order. With --draws N, each size
+  but 'all' is also run on N - 1 further subsets (random.Random(2), (3), ...) and the figures
+  are averaged over the draws too: at 50 users one user is 0.02 of HR@10.
 - Catalogue = every title the subset's users hold, ranked by how many of them hold it.
 - --split leave-one-out, full ranking, the user's other titles excluded, ties against the
   target: test figures (last title) of best_model.pth, chosen on validation (second to last).
@@ -22,6 +24,7 @@ Protocol:
 
     python bench/bench_anime.py                          # every size, default training
     python bench/bench_anime.py --sizes 500 --epochs 20  # a quick look
+    python bench/bench_anime.py --sizes 50,200 --draws 5 # small sizes, less noise
 
 Titles without an AniList id (221 of 7,390) are stored under 900,000,000 + their MAL id.
 """
@@ -35,6 +38,7 @@ import gzip
 import json
 import os
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -123,10 +127,10 @@ class AnimeLists:
             self.lists = {u: [i for i in items if i in kept] for u, items in self.lists.items()}
         self.eligible = [u for u in sorted(self.lists) if len(self.lists[u]) >= min_titles]
 
-    def subset(self, size: str) -> list[int]:
+    def subset(self, size: str, draw: int = 0) -> list[int]:
         if size == "all":
             return list(self.eligible)
-        return sorted(random.Random(SUBSET_SEED).sample(self.eligible, int(size)))
+        return sorted(random.Random(SUBSET_SEED + draw).sample(self.eligible, int(size)))
 
     def anime(self, item: int, rank: int) -> db.Anime:
         info = self.info[item]
@@ -170,11 +174,11 @@ def rounded(figures: dict) -> dict:
     return {k: round(v, 4) for k, v in figures.items()}
 
 
-def run_size(lists: AnimeLists, size: str, given: dict, work: Path) -> dict:
-    folder = work / f"users_{size}"
+def run_size(lists: AnimeLists, size: str, given: dict, work: Path, draw: int = 0) -> dict:
+    folder = work / (f"users_{size}_draw_{draw + 1}" if draw else f"users_{size}")
     store = folder / "anime.db"
     store.unlink(missing_ok=True)
-    shape = import_subset(lists, lists.subset(size), store)
+    shape = import_subset(lists, lists.subset(size, draw), store)
     settings = config_module.from_dict(
         {
             "split": "leave-one-out",
@@ -205,6 +209,8 @@ def run_size(lists: AnimeLists, size: str, given: dict, work: Path) -> dict:
     blend = history.blend
     return {
         "size": size,
+        "draw": draw + 1,
+        "subset_seed": SUBSET_SEED + draw,
         **shape,
         "model": {
             "test": rounded(history.test_ranking),
@@ -225,6 +231,47 @@ def run_size(lists: AnimeLists, size: str, given: dict, work: Path) -> dict:
     }
 
 
+def mean_rows(rows: list[dict]) -> list[dict]:
+    """One row per size whose figures are the means over its draws (sizes run more than once),
+    shaped like a run's row for table() and plot(); EASE's lambda is each draw's own."""
+    means = []
+    for size in dict.fromkeys(r["size"] for r in rows):
+        draws = [r for r in rows if r["size"] == size]
+        if len(draws) < 2:
+            continue
+
+        def mean(parts: list[dict]) -> dict:
+            return {k: round(statistics.fmean(p[k] for p in parts), 4) for k in parts[0]}
+
+        blends = [r["blend"] for r in draws if r["blend"]]
+        baselines = {}
+        for name in ("popularity", "ItemKNN", "EASE"):
+            fitted = [r["baselines"][name] for r in draws if "test" in r["baselines"][name]]
+            baselines[name] = (
+                {"test": mean([f["test"] for f in fitted])}
+                if len(fitted) == len(draws)
+                else {"skipped": "in some draws"}
+            )
+        means.append(
+            {
+                "size": size,
+                "draws": len(draws),
+                "users": draws[0]["users"],
+                "titles": round(statistics.fmean(r["titles"] for r in draws)),
+                "model": {"test": mean([r["model"]["test"] for r in draws])},
+                "blend": {
+                    "test": mean([b["test"] for b in blends]),
+                    "ease_weight": statistics.fmean(b["ease_weight"] for b in blends),
+                }
+                if len(blends) == len(draws)
+                else {},
+                "baselines": baselines,
+                "seconds": statistics.fmean(r["seconds"] for r in draws),
+            }
+        )
+    return means
+
+
 def table(rows: list[dict], metric: str) -> list[str]:
     lines = [
         f"{'users':>6} {'titles':>6} | {'model':>6} {'blend':>6} (w)   | {'pop':>6} "
@@ -242,7 +289,8 @@ def table(rows: list[dict], metric: str) -> list[str]:
         lines.append(
             f"{row['users']:>6} {row['titles']:>6} | {row['model']['test'][metric]:.4f} "
             f"{blended:>12} | {figure['popularity']} {figure['ItemKNN']:>7} {figure['EASE']} "
-            f"({lam if lam is None else f'{lam:g}'}) | {row['seconds'] / 60:7.1f}"
+            f"({'-' if lam is None else f'{lam:g}'}) | {row['seconds'] / 60:7.1f}"
+            + (f"  mean of {row['draws']} draws" if "draws" in row else "")
         )
     return lines
 
@@ -251,6 +299,8 @@ def plot(rows: list[dict], path: Path) -> None:
     fig = Figure(figsize=(8, 4.8))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
+    averaged = {r["size"]: r for r in mean_rows(rows)}
+    rows = [averaged.get(r["size"], r) for r in {r["size"]: r for r in rows}.values()]
     users = [r["users"] for r in rows]
     series = {
         "BERT4Rec alone": [r["model"]["test"]["HR@10"] for r in rows],
@@ -299,6 +349,13 @@ def main(argv: list[str] | None = None) -> int:
         "--plot", type=Path, default=RESULTS / "anime_hr10.png", help="default: %(default)s"
     )
     parser.add_argument(
+        "--draws",
+        type=int,
+        default=1,
+        help="run each size but 'all' on this many subsets and report the means too "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
         "--top-titles",
         type=int,
         default=None,
@@ -319,19 +376,22 @@ def main(argv: list[str] | None = None) -> int:
         for size in sizes:
             if size != "all" and not (size.isdigit() and 0 < int(size) <= len(lists.eligible)):
                 raise ValueError(f"--sizes: {size!r} is not 'all' or 1..{len(lists.eligible)}")
+        if args.draws < 1:
+            raise ValueError(f"--draws must be at least 1 (got {args.draws})")
         with tempfile.TemporaryDirectory(prefix="bench_anime_") as temporary:
             work = args.work or Path(temporary)
             rows = []
             for size in sizes:
-                print(f"\n=== {size} users ===", flush=True)
-                rows.append(run_size(lists, size, given, work))
-                print("\n".join(table(rows[-1:], "HR@10")), flush=True)
-                write_results(args, lists, rows)  # an interrupted run keeps the sizes done
+                for draw in range(1 if size == "all" else args.draws):
+                    print(f"\n=== {size} users, draw {draw + 1} ===", flush=True)
+                    rows.append(run_size(lists, size, given, work, draw))
+                    print("\n".join(table(rows[-1:], "HR@10")), flush=True)
+                    write_results(args, lists, rows)  # an interrupted run keeps what is done
     except (AnimeDataError, ValueError, TrainingError, db.DatabaseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for metric in ("HR@10", "NDCG@10"):
-        print("\n" + "\n".join(table(rows, metric)))
+        print("\n" + "\n".join(table(rows + mean_rows(rows), metric)))
     print(f"\nwritten: {args.json}, {args.plot}")
     return 0
 
@@ -344,11 +404,19 @@ def write_results(args: argparse.Namespace, lists: AnimeLists, rows: list[dict])
             "data has no watch order; "
             + (f"only the {args.top_titles} titles on most lists kept; " if args.top_titles else "")
             + f"users with at least {args.min_titles} titles, subsets drawn "
-            f"with random.Random({SUBSET_SEED}).sample; catalogue = every title of the subset; "
+            f"with random.Random({SUBSET_SEED}).sample"
+            + (
+                f" (and {args.draws - 1} more per size but 'all', random.Random("
+                f"{SUBSET_SEED + 1}) on; means_over_draws averages them)"
+                if args.draws > 1
+                else ""
+            )
+            + "; catalogue = every title of the subset; "
             + LEAVE_ONE_OUT_PROTOCOL
         ),
         "eligible_users": len(lists.eligible),
         "rows": rows,
+        "means_over_draws": mean_rows(rows),
         "machine": machine(),
     }
     files.write_json(args.json, result)

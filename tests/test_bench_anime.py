@@ -44,3 +44,39 @@ def test_bench_anime_reports_model_blend_and_baselines_on_the_same_targets(tmp_p
     )
     assert imread(plot).ndim == 3
     assert "HR@10" in done.stdout and "EASE" in done.stdout
+
+
+def _row(size: str, draw: int, model: float, ease: float, weight: float) -> dict:
+    figures = lambda hr: {"HR@10": hr, "NDCG@10": hr / 2}  # noqa: E731
+    return {
+        "size": size,
+        "draw": draw,
+        "users": int(size),
+        "titles": 100 + draw,
+        "model": {"test": figures(model), "best_epoch": 3, "epochs": 5},
+        "blend": {"test": figures(ease + 0.01), "ease_weight": weight, "ease_lambda": 10.0},
+        "baselines": {
+            "popularity": {"test": figures(0.1)},
+            "ItemKNN": {"test": figures(0.2)},
+            "EASE": {"test": figures(ease), "lambda": 10.0 * draw},
+        },
+        "seconds": 60.0 * draw,
+    }
+
+
+def test_means_over_draws_average_each_figure_of_sizes_run_more_than_once():
+    from bench.bench_anime import mean_rows, table
+
+    rows = [
+        _row("50", 1, 0.1, 0.2, 0.8),
+        _row("50", 2, 0.3, 0.4, 0.6),
+        _row("200", 1, 0.2, 0.3, 0.5),
+    ]
+    (mean,) = mean_rows(rows)  # 200 ran once: nothing to average
+    assert mean["size"] == "50" and mean["draws"] == 2 and mean["titles"] == 102
+    assert mean["model"]["test"] == {"HR@10": 0.2, "NDCG@10": 0.1}
+    assert mean["baselines"]["EASE"]["test"]["HR@10"] == 0.3
+    assert mean["blend"]["test"]["HR@10"] == 0.31 and mean["blend"]["ease_weight"] == 0.7
+    assert mean["seconds"] == 90.0
+    (line,) = table([mean], "HR@10")[1:]
+    assert "mean of 2 draws" in line and "(-)" in line  # each draw chose its own lambda

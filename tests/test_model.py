@@ -106,8 +106,8 @@ def test_dropout_keeps_the_expected_value_and_its_gradient_follows_the_mask():
 
 
 def test_dropout_masks_setting_chooses_the_random_stream():
-    """"packed" and "torch" drop the same share but draw different masks from the same seed;
-    each is reproducible, and a model built with either gives the same scores in eval mode."""
+    """The "packed" and "torch" masks drop the same share but differ from the same seed; each
+    is reproducible, and a model built with either gives the same scores in eval mode."""
     x = torch.ones(100, 400)
     drawn = {}
     for masks in ("packed", "torch"):
