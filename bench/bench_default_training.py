@@ -8,7 +8,7 @@ writes bench/results/default_training.json: the time to the best epoch (setup, b
 every epoch up to it), the whole run's time, the epochs, and the validation figures of the
 model and the baselines.
 
-    python bench/bench_default_training.py                # about half an hour on 2 cores
+    python bench/bench_default_training.py                # an hour or more on 2 cores
     python bench/bench_default_training.py --users 300    # a quick look
 """
 
