@@ -234,15 +234,15 @@ def run_size(lists: AnimeLists, size: str, given: dict, work: Path, draw: int = 
 def mean_rows(rows: list[dict]) -> list[dict]:
     """One row per size whose figures are the means over its draws (sizes run more than once),
     shaped like a run's row for table() and plot(); EASE's lambda is each draw's own."""
+
+    def mean(parts: list[dict]) -> dict:
+        return {k: round(statistics.fmean(p[k] for p in parts), 4) for k in parts[0]}
+
     means = []
     for size in dict.fromkeys(r["size"] for r in rows):
         draws = [r for r in rows if r["size"] == size]
         if len(draws) < 2:
             continue
-
-        def mean(parts: list[dict]) -> dict:
-            return {k: round(statistics.fmean(p[k] for p in parts), 4) for k in parts[0]}
-
         blends = [r["blend"] for r in draws if r["blend"]]
         baselines = {}
         for name in ("popularity", "ItemKNN", "EASE"):
