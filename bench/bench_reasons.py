@@ -5,8 +5,9 @@
 The model has the default size (TrainConfig: hidden 256, 2 layers, 4 heads, max_seq_len 200, so
 it reads the newest 199 of the 500 titles) and random weights (the cost does not depend on
 them); the catalogue has --titles titles. Prints the median wall time of explain() (rollout
-screen + one occlusion pass over DEFAULT_CANDIDATES titles), of the scoring pass alone for
-comparison, and of occluding every title read (no screen), on --threads CPU threads.
+screen, then the occlusion pass and the titles-alone pass over DEFAULT_CANDIDATES titles), of
+the scoring pass alone for comparison, and of crediting every title read (no screen), on
+--threads CPU threads.
 """
 
 from __future__ import annotations
@@ -70,9 +71,9 @@ def main() -> None:
         f"{args.titles} titles; {args.threads} threads; median of {args.repeats}"
     )
     rows = [
-        (f"explain (screen, occlude {reasons.DEFAULT_CANDIDATES})", screened),
+        (f"explain (screen, credit {reasons.DEFAULT_CANDIDATES})", screened),
         ("scoring pass alone", scoring),
-        (f"occlude all {read} (no screen)", everything),
+        (f"credit all {read} (no screen)", everything),
     ]
     for name, run in rows:
         print(f"  {name:<36} {median_seconds(run, args.repeats):7.3f} s")

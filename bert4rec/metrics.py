@@ -208,7 +208,8 @@ class TrainingHistory:
         select_by: str = "val-loss",
     ) -> bool:
         """Append one epoch; True when it is the best so far: the lowest validation loss, or
-        with select_by "NDCG@10" the highest validation NDCG@10."""
+        with select_by "NDCG@10" the highest validation NDCG@10 (on a tie, the lower
+        validation loss)."""
         self.train_losses.append(train_loss)
         self.val_losses.append(val_loss)
         for k in TOP_K:
@@ -224,8 +225,14 @@ class TrainingHistory:
             score = val_loss
             improved = self.best_score is None or score < self.best_score
         else:
+            # A tie (common on a few validation users, where NDCG@10 reaches its ceiling
+            # early) goes to the lower validation loss: the later, surer epoch.
             score = ranking[select_by]
-            improved = self.best_score is None or score > self.best_score
+            improved = (
+                self.best_score is None
+                or score > self.best_score
+                or (score == self.best_score and val_loss < self.best_val_loss)
+            )
         if improved:
             self.best_score = score
             self.best_val_loss = val_loss

@@ -18,7 +18,8 @@ recommend to them (a softmax over the catalogue without the excluded titles).
 Then, walking the ranking from the top: the franchise rules and the filters (rules.py,
 filters.py) keep what a fan would want until top_k titles are kept, a short Continue list holds
 the next entry of each franchise the user is following, and every title kept gets its reasons
-(reasons.py: the history titles whose removal lowers its score most).
+(reasons.py: the history titles with the most credit for it, by occlusion and by each title
+alone).
 
 Loading is safe: the model file is read with torch.load(weights_only=True) (checkpoint.py), and
 the mapping from item_mappings.json, never from the pickle. A model and a mapping that disagree
@@ -172,7 +173,7 @@ def fetch_list(client: AniListClient, user_name: str) -> tuple[str, tuple[db.Lis
 @dataclass(frozen=True)
 class Reason:
     anime: db.Anime  # a title of the history
-    fall: float  # how much lower the recommendation's log-probability is without it (nats)
+    credit: float  # its share of the recommendation's log-probability (reasons.py; nats)
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,7 @@ class Recommendation:
             "probability": self.probability,
             "reason": self.reason,
             "because": [
-                {"anime_id": r.anime.anime_id, "title": r.anime.title, "fall": round(r.fall, 4)}
+                {"anime_id": r.anime.anime_id, "title": r.anime.title, "credit": round(r.credit, 4)}
                 for r in self.reasons
             ],
             "rules_applied": list(self.rules_applied),
@@ -428,7 +429,7 @@ class Recommender:
         on_batch: Callable[[int], None] | None = None,
     ) -> list[Recommendations]:
         """The top_k titles for each history, one forward pass per batch_size histories (and,
-        with explain, one more per history for the reasons); on_batch(n) after each batch of
+        with explain, two more per history for the reasons); on_batch(n) after each batch of
         n."""
         encoded = [data.encode_history(h.watched, self.mapping) for h in histories]
         excluded = [self._excluded_items(h, e.items) for h, e in zip(histories, encoded)]
@@ -445,7 +446,7 @@ class Recommender:
                     log_probs[row], histories[i], top_k=top_k, rules=rules, filters=filters
                 )
                 found = [self._made(chosen.items), self._made(chosen.continue_items)]
-                if explain:  # both lists in one forward pass
+                if explain:  # both lists in the same two forward passes
                     both = self._explained(found[0] + found[1], encoded[i].items)
                     found = [both[: len(found[0])], both[len(found[0]) :]]
                 results[i] = Recommendations(
@@ -519,14 +520,15 @@ class Recommender:
         ]
 
     def _explained(self, found: list[Recommendation], history: np.ndarray) -> list[Recommendation]:
-        """The recommendations with their reasons (reasons.explain), all in one forward pass."""
+        """The recommendations with their reasons (reasons.explain), all in two forward passes
+        (the second of two columns)."""
         targets = [self.mapping.index(r.anime.anime_id) for r in found]
         because = reasons.explain(self.model, history, targets, self.mapping.mask_index)
         return [
             replace(
                 r,
                 reasons=tuple(
-                    Reason(self.anime[self.mapping.anime_id(item)], fall) for item, fall in why
+                    Reason(self.anime[self.mapping.anime_id(item)], credit) for item, credit in why
                 ),
             )
             for r, why in zip(found, because)

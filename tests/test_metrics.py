@@ -123,6 +123,29 @@ def test_history_can_pick_the_best_epoch_by_validation_ndcg():
     assert history.describe_best() == "epoch 3 (highest validation NDCG@10, 0.1500)"
 
 
+def test_a_tie_in_ndcg_goes_to_the_lower_validation_loss():
+    history = metrics.TrainingHistory()
+    acc = {k: 0.5 for k in metrics.TOP_K}
+    # A few validation users: NDCG@10 reaches 1.0 at epoch 2 and stays while the loss falls.
+    improved = []
+    for val_loss, ndcg in ((3.0, 0.5), (2.0, 1.0), (1.5, 1.0), (1.7, 1.0), (1.2, 0.9)):
+        improved.append(
+            history.record_epoch(
+                train_loss=1.0,
+                train_accuracy=acc,
+                val_loss=val_loss,
+                val_accuracy=acc,
+                ranking={m: ndcg for m in metrics.RANKING_METRICS},
+                sequences_per_second=10.0,
+                seconds=1.0,
+                learning_rate=0.1,
+                select_by="NDCG@10",
+            )
+        )
+    assert improved == [True, True, True, False, False]
+    assert (history.best_epoch, history.best_score, history.best_val_loss) == (3, 1.0, 1.5)
+
+
 def test_score_next_items_sorts_by_length_but_answers_in_case_order():
     mapping = ItemMapping(tuple(range(11, 21)))
     histories = [np.array([1, 2, 3, 4, 5]), np.array([6]), np.array([7, 8, 9])]

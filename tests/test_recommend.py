@@ -35,9 +35,9 @@ from bert4rec.world import FakeUser, World, make_entry
 
 CHAIN_LENGTH = 6  # planted.make_store's default
 TINY = [
-    "--epochs", "60", "--hidden", "64", "--heads", "2", "--layers", "1", "--max-seq-len", "20",
-    "--batch-size", "8", "--lr", "3e-3", "--val-fraction", "0.2", "--threads", "1",
-    "--checkpoint-every", "0",
+    "--epochs", "50", "--hidden", "64", "--heads", "2", "--layers", "1", "--max-seq-len", "20",
+    "--batch-size", "32", "--masked-copies", "4", "--lr", "5e-3", "--val-fraction", "0.2",
+    "--threads", "1", "--checkpoint-every", "0",
 ]  # fmt: skip
 
 
@@ -192,7 +192,7 @@ def test_batches_give_what_single_calls_give_with_one_forward_per_batch(store, r
 
     recommender.model.next_item_logits = counted
     try:
-        # The reasons take one more forward pass a user (reasons.py); scoring is what is counted.
+        # The reasons take two more forward passes a user (reasons.py); scoring is what is counted.
         rows = recommend_all_users(recommender, conn, top_k=5, batch_size=16, explain=False)
         batched_calls = list(calls)
         users = db.load_histories(conn)
