@@ -18,8 +18,7 @@ recommend to them (a softmax over the catalogue without the excluded titles).
 Then, walking the ranking from the top: the franchise rules and the filters (rules.py,
 filters.py) keep what a fan would want until top_k titles are kept, a short Continue list holds
 the next entry of each franchise the user is following, and every title kept gets its reasons
-(reasons.py: the history titles with the most credit for it, by occlusion and by each title
-alone).
+(reasons.py: the history titles that, each alone, lift it most).
 
 Loading is safe: the model file is read with torch.load(weights_only=True) (checkpoint.py), and
 the mapping from item_mappings.json, never from the pickle. A model and a mapping that disagree
@@ -173,7 +172,7 @@ def fetch_list(client: AniListClient, user_name: str) -> tuple[str, tuple[db.Lis
 @dataclass(frozen=True)
 class Reason:
     anime: db.Anime  # a title of the history
-    credit: float  # its share of the recommendation's log-probability (reasons.py; nats)
+    lift: float  # how much it alone lifts the recommendation's log-probability (reasons.py; nats)
 
 
 @dataclass(frozen=True)
@@ -212,7 +211,7 @@ class Recommendation:
             "probability": self.probability,
             "reason": self.reason,
             "because": [
-                {"anime_id": r.anime.anime_id, "title": r.anime.title, "credit": round(r.credit, 4)}
+                {"anime_id": r.anime.anime_id, "title": r.anime.title, "lift": round(r.lift, 4)}
                 for r in self.reasons
             ],
             "rules_applied": list(self.rules_applied),
@@ -429,8 +428,8 @@ class Recommender:
         on_batch: Callable[[int], None] | None = None,
     ) -> list[Recommendations]:
         """The top_k titles for each history, one forward pass per batch_size histories (and,
-        with explain, two more per history for the reasons); on_batch(n) after each batch of
-        n."""
+        with explain, a short one more per history for the reasons); on_batch(n) after each
+        batch of n."""
         encoded = [data.encode_history(h.watched, self.mapping) for h in histories]
         excluded = [self._excluded_items(h, e.items) for h, e in zip(histories, encoded)]
         # Histories of similar length share a batch, so little of it is padding.
@@ -446,7 +445,7 @@ class Recommender:
                     log_probs[row], histories[i], top_k=top_k, rules=rules, filters=filters
                 )
                 found = [self._made(chosen.items), self._made(chosen.continue_items)]
-                if explain:  # both lists in the same two forward passes
+                if explain:  # both lists in one forward pass
                     both = self._explained(found[0] + found[1], encoded[i].items)
                     found = [both[: len(found[0])], both[len(found[0]) :]]
                 results[i] = Recommendations(
@@ -520,15 +519,14 @@ class Recommender:
         ]
 
     def _explained(self, found: list[Recommendation], history: np.ndarray) -> list[Recommendation]:
-        """The recommendations with their reasons (reasons.explain), all in two forward passes
-        (the second of two columns)."""
+        """The recommendations with their reasons (reasons.explain), all in one forward pass."""
         targets = [self.mapping.index(r.anime.anime_id) for r in found]
         because = reasons.explain(self.model, history, targets, self.mapping.mask_index)
         return [
             replace(
                 r,
                 reasons=tuple(
-                    Reason(self.anime[self.mapping.anime_id(item)], credit) for item, credit in why
+                    Reason(self.anime[self.mapping.anime_id(item)], lift) for item, lift in why
                 ),
             )
             for r, why in zip(found, because)

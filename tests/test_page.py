@@ -44,7 +44,7 @@ def document() -> dict:
         "model": "output/models/best_model.pth",
         "epoch": 12,
         "score": "the model's probability",
-        "reason_method": "occlusion",
+        "reason_method": "lift",
         "made": "2026-12-01 21:00 UTC",
         "history": {"watched": 30, "used": 28, "unknown_ids": []},
         "filters": ["format: TV", "released titles only"],

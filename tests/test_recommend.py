@@ -192,7 +192,7 @@ def test_batches_give_what_single_calls_give_with_one_forward_per_batch(store, r
 
     recommender.model.next_item_logits = counted
     try:
-        # The reasons take two more forward passes a user (reasons.py); scoring is what is counted.
+        # The reasons take one more forward pass a user (reasons.py); scoring is what is counted.
         rows = recommend_all_users(recommender, conn, top_k=5, batch_size=16, explain=False)
         batched_calls = list(calls)
         users = db.load_histories(conn)
