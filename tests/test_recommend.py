@@ -19,7 +19,7 @@ import pytest
 import torch
 from conftest import ROOT, fake_venv, run_script
 from fakes import FAST
-from planted import NOT_IN_CATALOGUE, chain_title, make_store
+from planted import NOT_IN_CATALOGUE, TINY_TRAINING, chain_title, make_store
 
 from bert4rec import cli, data, db
 from bert4rec.recommender import (
@@ -34,11 +34,6 @@ from bert4rec.titles import TitleIndex, normalise
 from bert4rec.world import FakeUser, World, make_entry
 
 CHAIN_LENGTH = 6  # planted.make_store's default
-TINY = [
-    "--epochs", "50", "--hidden", "64", "--heads", "2", "--layers", "1", "--max-seq-len", "20",
-    "--batch-size", "32", "--masked-copies", "4", "--lr", "5e-3", "--val-fraction", "0.2",
-    "--threads", "1", "--checkpoint-every", "0",
-]  # fmt: skip
 
 
 def japanese(anime_id: int) -> str:
@@ -90,7 +85,7 @@ def store(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def models(store, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("trained")
-    result = run_script("train_model.py", "--db", str(store), "--output", str(out), *TINY)
+    result = run_script("train_model.py", "--db", str(store), "--output", str(out), *TINY_TRAINING)
     assert result.returncode == 0, result.stderr[-3000:]
     return out / "models"
 

@@ -15,19 +15,14 @@ import numpy as np
 import pytest
 import torch
 from conftest import run_script
-from planted import chain_title, make_store
+from planted import TINY_TRAINING, chain_title, make_store
 
 from bert4rec import data, db, reasons
 from bert4rec.recommender import Recommender, WatchedTitles, history_from_entries
 from bert4rec.rules import FranchiseRules
 
 CHAINS, CHAIN_LENGTH = 8, 6  # planted.make_store's defaults
-TINY = [
-    "--epochs", "50", "--hidden", "64", "--heads", "2", "--layers", "1", "--max-seq-len", "20",
-    "--batch-size", "32", "--masked-copies", "4", "--lr", "5e-3", "--val-fraction", "0.2",
-    "--threads", "1", "--checkpoint-every", "0",
-]  # fmt: skip
-TWO_LAYERS = [*TINY[:7], "2", *TINY[8:]]
+TWO_LAYERS = [*TINY_TRAINING[:7], "2", *TINY_TRAINING[8:]]
 RULES_OFF = FranchiseRules(prequels_first=False, one_per_franchise=False, continue_top=0)
 
 
