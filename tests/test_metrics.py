@@ -102,22 +102,27 @@ def test_history_records_one_value_per_epoch_and_the_best():
     assert restored.train_accuracies[1] == [0.5] * 3
 
 
+def record_by_ndcg(history: metrics.TrainingHistory, val_loss: float, ndcg: float) -> bool:
+    """One epoch whose every ranking figure is `ndcg`, the best chosen by NDCG@10."""
+    acc = {k: 0.5 for k in metrics.TOP_K}
+    return history.record_epoch(
+        train_loss=1.0,
+        train_accuracy=acc,
+        val_loss=val_loss,
+        val_accuracy=acc,
+        ranking={m: ndcg for m in metrics.RANKING_METRICS},
+        sequences_per_second=10.0,
+        seconds=1.0,
+        learning_rate=0.1,
+        select_by="NDCG@10",
+    )
+
+
 def test_history_can_pick_the_best_epoch_by_validation_ndcg():
     history = metrics.TrainingHistory()
-    acc = {k: 0.5 for k in metrics.TOP_K}
     # The loss bottoms out at epoch 2 while the ranking keeps improving until epoch 3.
     for val_loss, ndcg in ((3.0, 0.10), (2.0, 0.12), (2.5, 0.15), (2.6, 0.14)):
-        history.record_epoch(
-            train_loss=1.0,
-            train_accuracy=acc,
-            val_loss=val_loss,
-            val_accuracy=acc,
-            ranking={m: ndcg for m in metrics.RANKING_METRICS},
-            sequences_per_second=10.0,
-            seconds=1.0,
-            learning_rate=0.1,
-            select_by="NDCG@10",
-        )
+        record_by_ndcg(history, val_loss, ndcg)
     assert (history.best_epoch, history.best_score, history.best_val_loss) == (3, 0.15, 2.5)
     assert history.epochs_since_best() == 1
     assert history.describe_best() == "epoch 3 (highest validation NDCG@10, 0.1500)"
@@ -125,23 +130,9 @@ def test_history_can_pick_the_best_epoch_by_validation_ndcg():
 
 def test_a_tie_in_ndcg_goes_to_the_lower_validation_loss():
     history = metrics.TrainingHistory()
-    acc = {k: 0.5 for k in metrics.TOP_K}
     # A few validation users: NDCG@10 reaches 1.0 at epoch 2 and stays while the loss falls.
-    improved = []
-    for val_loss, ndcg in ((3.0, 0.5), (2.0, 1.0), (1.5, 1.0), (1.7, 1.0), (1.2, 0.9)):
-        improved.append(
-            history.record_epoch(
-                train_loss=1.0,
-                train_accuracy=acc,
-                val_loss=val_loss,
-                val_accuracy=acc,
-                ranking={m: ndcg for m in metrics.RANKING_METRICS},
-                sequences_per_second=10.0,
-                seconds=1.0,
-                learning_rate=0.1,
-                select_by="NDCG@10",
-            )
-        )
+    epochs = ((3.0, 0.5), (2.0, 1.0), (1.5, 1.0), (1.7, 1.0), (1.2, 0.9))
+    improved = [record_by_ndcg(history, val_loss, ndcg) for val_loss, ndcg in epochs]
     assert improved == [True, True, True, False, False]
     assert (history.best_epoch, history.best_score, history.best_val_loss) == (3, 1.0, 1.5)
 
