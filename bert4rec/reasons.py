@@ -56,7 +56,8 @@ def explain(
     if not len(targets):
         return []
     device = next(model.parameters()).device
-    read = np.asarray(history, dtype=np.int64)[-(model.config.max_seq_len - 1) :]
+    history = np.asarray(history, dtype=np.int64)
+    read = history[-(model.config.max_seq_len - 1) :]
     items = torch.as_tensor(np.unique(read), device=device)
     # Row 0: no history; row 1 + c: title c alone.
     alone = torch.full((len(items) + 1, 2), mask_index, device=device)
@@ -66,7 +67,7 @@ def explain(
     rises = log_probs[1:] - log_probs[0]  # [C, vocab]
     others = torch.zeros(rises.shape[1], dtype=torch.bool, device=device)
     others[title_slice(model.config.num_items)] = True
-    others[torch.as_tensor(np.asarray(history, dtype=np.int64), device=device)] = False
+    others[torch.as_tensor(history, device=device)] = False
     chosen = torch.as_tensor(list(targets), device=device)
     lifts = (rises[:, chosen] - rises[:, others].mean(dim=1, keepdim=True)).T.cpu()  # [T, C]
     items = items.tolist()
