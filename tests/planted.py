@@ -15,6 +15,7 @@ from pathlib import Path
 from bert4rec import db
 
 STRAY_TITLES = 12
+CHAINS, CHAIN_LENGTH = 8, 6  # make_store's defaults
 NOT_IN_CATALOGUE = 9_999
 # train_model.py flags for a tiny network that learns every chain of a make_store store in about
 # 25 s on one thread (8 of 8 chains over seeds 42, 1, 2 and 9, with 1 layer and with 2).
@@ -34,8 +35,8 @@ def make_store(
     path: Path,
     *,
     users: int = 150,
-    chains: int = 8,
-    chain_length: int = 6,
+    chains: int = CHAINS,
+    chain_length: int = CHAIN_LENGTH,
     seed: int = 0,
 ) -> Path:
     rng = random.Random(seed)

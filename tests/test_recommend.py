@@ -19,7 +19,7 @@ import pytest
 import torch
 from conftest import ROOT, fake_venv, run_script
 from fakes import FAST
-from planted import NOT_IN_CATALOGUE, TINY_TRAINING, chain_title, make_store
+from planted import CHAIN_LENGTH, NOT_IN_CATALOGUE, TINY_TRAINING, chain_title, make_store
 
 from bert4rec import cli, data, db
 from bert4rec.recommender import (
@@ -32,8 +32,6 @@ from bert4rec.recommender import (
 from bert4rec.simulator import FakeAniList
 from bert4rec.titles import TitleIndex, normalise
 from bert4rec.world import FakeUser, World, make_entry
-
-CHAIN_LENGTH = 6  # planted.make_store's default
 
 
 def japanese(anime_id: int) -> str:

@@ -15,13 +15,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import run_script
-from planted import TINY_TRAINING, chain_title, make_store
+from planted import CHAIN_LENGTH, CHAINS, TINY_TRAINING, chain_title, make_store
 
 from bert4rec import data, db, reasons
 from bert4rec.recommender import Recommender, WatchedTitles, history_from_entries
 from bert4rec.rules import FranchiseRules
 
-CHAINS, CHAIN_LENGTH = 8, 6  # planted.make_store's defaults
 TWO_LAYERS = [*TINY_TRAINING[:7], "2", *TINY_TRAINING[8:]]
 RULES_OFF = FranchiseRules(prequels_first=False, one_per_franchise=False, continue_top=0)
 
