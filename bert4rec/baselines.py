@@ -12,12 +12,16 @@ does. Numpy only.
   (Sarwar et al. 2001, without a neighbourhood cut).
 - EASE (Steck 2019): the item-item weights B = I - P / diag(P), P = (X'X + lambda I)^-1, with
   B's diagonal zero; a history x scores x B. Lambda is chosen on the validation targets from
-  EASE_LAMBDAS (evaluate.py).
+  EASE_LAMBDAS (evaluate.py); EaseSolver gives B for each lambda, through the Woodbury identity
+  when there are fewer users than titles.
 
 Memory and time: ItemKNN and EASE hold dense title x title matrices, float64 while fitting.
 EASE inverts one in float32 (N^3 operations; for 7,390 titles about 0.2 GB and 10 s on 2 cores
-per lambda). Past MAX_DENSE_TITLES titles both are skipped with a stated reason (`too_large`)
-rather than risking an out-of-memory crash: 12,000 titles are 1.2 GB per float64 matrix.
+per lambda), or, with fewer users U than titles, decomposes a U x U matrix once and then spends
+N^2 U operations per lambda (500 users x 5,347 titles: the six lambdas, ranked on validation and
+test, in 4.4 s instead of 24). Past MAX_DENSE_TITLES titles both are skipped with a stated
+reason (`too_large`) rather than risking an out-of-memory crash: 12,000 titles are 1.2 GB per
+float64 matrix.
 """
 
 from __future__ import annotations
@@ -94,21 +98,61 @@ class ItemKNN:
         return _exclude_seen(users @ self.similarity, histories)
 
 
+class EaseSolver:
+    """EASE's weights for any lambda from one training matrix X ([U, N], 1 where a user
+    holds a title): B = I - P / diag(P) with P = (X'X + lambda I)^-1, B's diagonal zero.
+
+    With fewer users than titles P comes through the Woodbury identity,
+    P = (I - X'(XX' + lambda I)^-1 X) / lambda: XX' = V diag(s) V' is decomposed once
+    (U x U), and each lambda then costs one [N, U] x [U, N] product instead of inverting an
+    N x N matrix (500 users x 5,000 titles: about a tenth of the time). Otherwise X'X + lambda I
+    is inverted (`gram`: X'X, when the caller already has it)."""
+
+    def __init__(self, users: np.ndarray, gram: np.ndarray | None = None) -> None:
+        self.num_items = users.shape[1]
+        self.woodbury = users.shape[0] < self.num_items
+        if self.woodbury:
+            users64 = users.astype(np.float64)
+            self.user_eigenvalues, vectors = np.linalg.eigh(users64 @ users64.T)
+            self.title_factors = users64.T @ vectors  # [N, U]: X'V
+            self.user_eigenvalues = np.maximum(self.user_eigenvalues, 0.0)  # rounding
+        else:
+            self.gram = (users.T @ users).astype(np.float64) if gram is None else gram
+
+    @classmethod
+    def from_sequences(cls, sequences: Sequence[np.ndarray], num_items: int) -> EaseSolver:
+        return cls(history_matrix(sequences, num_items))
+
+    def precision(self, lam: float) -> np.ndarray:
+        """[N, N] float32 P = (X'X + lambda I)^-1."""
+        if self.woodbury:
+            factors = (self.title_factors / np.sqrt(lam + self.user_eigenvalues)).astype(np.float32)
+            precision = -(factors @ factors.T)
+            precision[np.diag_indices_from(precision)] += 1.0
+            precision /= np.float32(lam)
+            return precision
+        # float32: half the time of float64, and ample for a ranking (lambda >= 10 keeps the
+        # matrix far from singular)
+        regularised = self.gram.astype(np.float32)
+        regularised[np.diag_indices_from(regularised)] += lam
+        return np.linalg.inv(regularised)
+
+    def weights(self, lam: float) -> np.ndarray:
+        """[N, N] float32 B at this lambda: row i holds what title i + 1 adds to each score."""
+        precision = self.precision(lam)
+        weights = precision / (-np.diag(precision))[None, :]
+        np.fill_diagonal(weights, 0.0)
+        return weights
+
+
 class EASE:
     """Steck 2019's closed form for one lambda."""
 
     name = "EASE"
 
-    def __init__(self, gram: np.ndarray, lam: float) -> None:
+    def __init__(self, solver: EaseSolver, lam: float) -> None:
         self.lam = float(lam)
-        # float32: half the time of float64, and ample for a ranking (lambda >= 10 keeps the
-        # matrix far from singular)
-        regularised = gram.astype(np.float32)
-        regularised[np.diag_indices_from(regularised)] += lam
-        precision = np.linalg.inv(regularised)
-        weights = precision / (-np.diag(precision))[None, :]
-        np.fill_diagonal(weights, 0.0)
-        self.weights = weights.astype(np.float32)
+        self.weights = solver.weights(lam)
 
     def scores(self, histories: Sequence[np.ndarray]) -> np.ndarray:
         users = history_matrix(histories, self.weights.shape[0])

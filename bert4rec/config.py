@@ -159,7 +159,7 @@ class TrainConfig:
         0.5,
         "share of the training loss that learns EASE's ranking of the hidden titles (knowledge "
         "distillation from EASE fitted on the other users, see bert4rec/distill.py; needs "
-        "--baselines, costs 5 titles x titles inversions at the start; 0 = off); the saved "
+        "--baselines, costs 5 EASE fits at the start; 0 = off); the saved "
         "model is the network alone",
     )
     distill_temperature: float = _setting(
@@ -203,8 +203,9 @@ class TrainConfig:
     baselines: bool = _setting(
         True,
         "at the start, fit ItemKNN and EASE beside the popularity baseline and rank the same "
-        "validation (and test) targets with them; EASE inverts a titles x titles matrix (about "
-        "25 s for 3,000 titles on 2 cores, skipped past 12,000 titles)",
+        "validation (and test) targets with them; EASE inverts a titles x titles matrix, or a "
+        "users x users one when there are fewer users (about 25 s for 3,000 titles on 2 cores, "
+        "4 s for 500 users and 5,000 titles; skipped past 12,000 titles)",
         on_resume="free",
     )
     blend: bool = _setting(

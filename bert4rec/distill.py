@@ -16,9 +16,9 @@ high because they are on it), and the network would learn to memorise from its t
 the plain one stalled below it (README, Performance).
 
 The network stays the model that is saved and used; EASE only shapes its training. Cost: FOLDS
-title x title inversions at the start, FOLDS [vocab, titles] float32 tables held while training
-(bounded by MAX_TABLE_BYTES), and [masked positions, titles] soft targets per step, the size of
-the logits the step already computes.
+EASE fits at the start (baselines.EaseSolver), FOLDS [vocab, titles] float32 tables held while
+training (bounded by MAX_TABLE_BYTES), and [masked positions, titles] soft targets per step, the
+size of the logits the step already computes.
 """
 
 from __future__ import annotations
@@ -129,9 +129,12 @@ def fit_teacher(
     """One EASE (at `lam`) per fold, each fitted on the sequences of the other folds: all
     users' co-occurrence less the fold's, one fold at a time (two dense matrices held)."""
     folds = fold_of(np.array([int(s[-1]) for s in sequences]))
-    total = baselines.co_occurrence(sequences, num_items)
+    users = baselines.history_matrix(sequences, num_items)
+    # with many users, one X'X less each fold's own is cheaper than each fold's X'X
+    total = (users.T @ users).astype(np.float64) if len(users) >= num_items else None
     weights = []
     for fold in range(FOLDS):
-        own = baselines.co_occurrence([s for s, f in zip(sequences, folds) if f == fold], num_items)
-        weights.append(baselines.EASE(total - own, lam).weights)
+        others, own = users[folds != fold], users[folds == fold]
+        gram = None if total is None else total - (own.T @ own).astype(np.float64)
+        weights.append(baselines.EaseSolver(others, gram).weights(lam))
     return Teacher(weights, temperature, device, share)

@@ -156,14 +156,16 @@ def fit_baselines(
         report["ItemKNN"] = report["EASE"] = {"skipped": reason}
         return FittedBaselines(report, None)
     started = time.perf_counter()
-    gram = baselines.co_occurrence(train_sequences, n)
+    users = baselines.history_matrix(train_sequences, n)
+    gram = (users.T @ users).astype(np.float64)  # baselines.co_occurrence
     gram_seconds = time.perf_counter() - started
     measure("ItemKNN", baselines.ItemKNN(gram), started)
     started = time.perf_counter() - gram_seconds
+    solver = baselines.EaseSolver(users, gram)
     tried: dict[float, float] = {}
     best: baselines.EASE | None = None
     for lam in lambdas:
-        ease = baselines.EASE(gram, lam)
+        ease = baselines.EASE(solver, lam)
         ndcg = evaluate(validation, baseline_scorer(ease, mapping), mapping, config)
         tried[lam] = ndcg.ranking["NDCG@10"]
         if best is None or tried[lam] > tried[best.lam]:

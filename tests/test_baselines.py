@@ -51,7 +51,7 @@ def test_item_knn_by_hand():
 def test_ease_by_hand():
     gram = baselines.co_occurrence(TOY, 5)
     lam = 10.0
-    ease = baselines.EASE(gram, lam)
+    ease = baselines.EASE(baselines.EaseSolver.from_sequences(TOY, 5), lam)
     # In the block {4, 5} EASE is a ridge regression of one title on the other:
     # weight(4 -> 5) = G45 / (G44 + lambda), weight(5 -> 4) = G45 / (G55 + lambda).
     assert ease.weights[3, 4] == pytest.approx(2 / 12)
@@ -67,6 +67,18 @@ def test_ease_by_hand():
     assert np.all(ease.weights[:3, 3:] == 0) and np.all(ease.weights[3:, :3] == 0)
 
 
+def test_ease_through_woodbury_equals_the_inverse():
+    """Fewer users than titles take the Woodbury identity; zero rows added to the same users
+    leave X'X as it is and take the plain inverse: the weights agree."""
+    rng = np.random.default_rng(1)
+    users = (rng.random((12, 40)) < 0.3).astype(np.float32)
+    padded = np.vstack([users, np.zeros((40, 40), dtype=np.float32)])
+    few, many = baselines.EaseSolver(users), baselines.EaseSolver(padded)
+    assert few.woodbury and not many.woodbury
+    for lam in (1.0, 10.0, 500.0):
+        assert few.weights(lam) == pytest.approx(many.weights(lam), abs=1e-6)
+
+
 def test_no_baseline_ranks_a_seen_title():
     rng = np.random.default_rng(0)
     sequences = [
@@ -76,7 +88,7 @@ def test_no_baseline_ranks_a_seen_title():
     for baseline in (
         baselines.MostPopular(sequences, 30),
         baselines.ItemKNN(gram),
-        baselines.EASE(gram, 50.0),
+        baselines.EASE(baselines.EaseSolver.from_sequences(sequences, 30), 50.0),
     ):
         scores = baseline.scores(sequences)
         for row, seen in zip(scores, sequences):

@@ -62,7 +62,7 @@ def test_teacher_of_a_user_never_learned_from_that_user():
     teacher = distill.fit_teacher(sequences, n, lam=10.0, temperature=1.0, device=CPU)
     own = int(distill.fold_of(np.array([n]))[0])
     others = [s for s in sequences if distill.fold_of(np.array([s[-1]]))[0] != own]
-    expected = baselines.EASE(baselines.co_occurrence(others, n), 10.0).weights
+    expected = baselines.EaseSolver.from_sequences(others, n).weights(10.0)
     assert teacher.tables[own][1 : n + 1].numpy() == pytest.approx(expected, abs=1e-5)
     assert float(teacher.tables[own][n - 1, n - 1]) == 0.0  # title n-1 -> n: unseen pair
     other = (own + 1) % distill.FOLDS
