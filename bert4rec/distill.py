@@ -126,8 +126,8 @@ def fit_teacher(
     device: torch.device,
     share: float = 1.0,
 ) -> Teacher:
-    """One EASE (at `lam`) per fold, each fitted on the sequences of the other folds: all
-    users' co-occurrence less the fold's, one fold at a time (two dense matrices held)."""
+    """One EASE (at `lam`) per fold, each fitted on the sequences of the other folds
+    (baselines.EaseSolver), one fold at a time."""
     folds = fold_of(np.array([int(s[-1]) for s in sequences]))
     users = baselines.history_matrix(sequences, num_items)
     # with many users, one X'X less each fold's own is cheaper than each fold's X'X
