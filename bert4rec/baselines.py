@@ -58,7 +58,11 @@ def history_matrix(histories: Sequence[np.ndarray], num_items: int) -> np.ndarra
 
 def co_occurrence(sequences: Sequence[np.ndarray], num_items: int) -> np.ndarray:
     """[N, N] float64 X'X of the training users: how many users watched both titles."""
-    users = history_matrix(sequences, num_items)
+    return gram_of(history_matrix(sequences, num_items))
+
+
+def gram_of(users: np.ndarray) -> np.ndarray:
+    """[N, N] float64 X'X of a [U, N] users matrix (history_matrix)."""
     return (users.T @ users).astype(np.float64)
 
 
@@ -109,15 +113,14 @@ class EaseSolver:
     is inverted (`gram`: X'X, when the caller already has it)."""
 
     def __init__(self, users: np.ndarray, gram: np.ndarray | None = None) -> None:
-        self.num_items = users.shape[1]
-        self.woodbury = users.shape[0] < self.num_items
+        self.woodbury = users.shape[0] < users.shape[1]
         if self.woodbury:
             users64 = users.astype(np.float64)
             self.user_eigenvalues, vectors = np.linalg.eigh(users64 @ users64.T)
             self.title_factors = users64.T @ vectors  # [N, U]: X'V
             self.user_eigenvalues = np.maximum(self.user_eigenvalues, 0.0)  # rounding
         else:
-            self.gram = (users.T @ users).astype(np.float64) if gram is None else gram
+            self.gram = gram_of(users) if gram is None else gram
 
     @classmethod
     def from_sequences(cls, sequences: Sequence[np.ndarray], num_items: int) -> EaseSolver:

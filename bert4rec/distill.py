@@ -131,10 +131,10 @@ def fit_teacher(
     folds = fold_of(np.array([int(s[-1]) for s in sequences]))
     users = baselines.history_matrix(sequences, num_items)
     # with many users, one X'X less each fold's own is cheaper than each fold's X'X
-    total = (users.T @ users).astype(np.float64) if len(users) >= num_items else None
+    total = baselines.gram_of(users) if len(users) >= num_items else None
     weights = []
     for fold in range(FOLDS):
         others, own = users[folds != fold], users[folds == fold]
-        gram = None if total is None else total - (own.T @ own).astype(np.float64)
+        gram = None if total is None else total - baselines.gram_of(own)
         weights.append(baselines.EaseSolver(others, gram).weights(lam))
     return Teacher(weights, temperature, device, share)

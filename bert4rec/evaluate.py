@@ -157,7 +157,7 @@ def fit_baselines(
         return FittedBaselines(report, None)
     started = time.perf_counter()
     users = baselines.history_matrix(train_sequences, n)
-    gram = (users.T @ users).astype(np.float64)  # baselines.co_occurrence
+    gram = baselines.gram_of(users)
     gram_seconds = time.perf_counter() - started
     measure("ItemKNN", baselines.ItemKNN(gram), started)
     started = time.perf_counter() - gram_seconds
