@@ -17,18 +17,29 @@ from bert4rec import db
 STRAY_TITLES = 12
 CHAINS, CHAIN_LENGTH = 8, 6  # make_store's defaults
 NOT_IN_CATALOGUE = 9_999
-# train_model.py flags for a tiny network that learns every chain of a make_store store in about
-# 25 s on one thread (8 of 8 chains over seeds 42, 1, 2 and 9, with 1 layer and with 2).
-TINY_TRAINING = [
-    "--epochs", "50", "--hidden", "64", "--heads", "2", "--layers", "1", "--max-seq-len", "20",
-    "--batch-size", "32", "--masked-copies", "4", "--lr", "5e-3", "--val-fraction", "0.2",
-    "--threads", "1", "--checkpoint-every", "0",
-]  # fmt: skip
+
+
+def tiny_training(layers: int = 1) -> list[str]:
+    """train_model.py flags for a tiny network that learns every chain of a make_store store in
+    about 25 s on one thread (8 of 8 chains over seeds 42, 1, 2 and 9, with 1 layer and with 2)."""
+    return [
+        "--epochs", "50", "--hidden", "64", "--heads", "2", "--layers", str(layers),
+        "--max-seq-len", "20", "--batch-size", "32", "--masked-copies", "4", "--lr", "5e-3",
+        "--val-fraction", "0.2", "--threads", "1", "--checkpoint-every", "0",
+    ]  # fmt: skip
+
+
+TINY_TRAINING = tiny_training()
 
 
 def chain_title(chain: int, part: int, chain_length: int) -> int:
     """The AniList id of part `part` of chain `chain` (ids start at 100)."""
     return 100 + chain * chain_length + part
+
+
+def part(chain: int, k: int) -> int:
+    """chain_title in a store of make_store's default chain length."""
+    return chain_title(chain, k, CHAIN_LENGTH)
 
 
 def make_store(

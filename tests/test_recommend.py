@@ -19,7 +19,7 @@ import pytest
 import torch
 from conftest import ROOT, fake_venv, run_script
 from fakes import FAST
-from planted import CHAIN_LENGTH, NOT_IN_CATALOGUE, TINY_TRAINING, chain_title, make_store
+from planted import NOT_IN_CATALOGUE, TINY_TRAINING, make_store, part
 
 from bert4rec import cli, data, db
 from bert4rec.recommender import (
@@ -44,10 +44,6 @@ def native_only(anime_id: int) -> bool:
 
 def adult(anime_id: int) -> bool:
     return anime_id % 13 == 0
-
-
-def part(chain: int, k: int) -> int:
-    return chain_title(chain, k, CHAIN_LENGTH)
 
 
 def enrich_catalogue(path: Path) -> None:

@@ -15,18 +15,14 @@ import numpy as np
 import pytest
 import torch
 from conftest import run_script
-from planted import CHAIN_LENGTH, CHAINS, TINY_TRAINING, chain_title, make_store
+from planted import CHAIN_LENGTH, CHAINS, make_store, part, tiny_training
 
 from bert4rec import data, db, reasons
 from bert4rec.recommender import Recommender, WatchedTitles, history_from_entries
 from bert4rec.rules import FranchiseRules
 
-TWO_LAYERS = [*TINY_TRAINING[:7], "2", *TINY_TRAINING[8:]]
+TWO_LAYERS = tiny_training(layers=2)
 RULES_OFF = FranchiseRules(prequels_first=False, one_per_franchise=False, continue_top=0)
-
-
-def part(chain: int, k: int) -> int:
-    return chain_title(chain, k, CHAIN_LENGTH)
 
 
 def chain_relations() -> dict[int, list[db.Relation]]:
