@@ -221,6 +221,7 @@ def run_size(lists: AnimeLists, size: str, given: dict, work: Path, draw: int = 
             "test": rounded(blend["test"]),
             "ease_weight": blend["ease_weight"],
             "ease_lambda": blend["ease_lambda"],
+            "lead_over_ease": blend["lead_over_ease"],  # with standard errors, same targets
         }
         if blend
         else {},

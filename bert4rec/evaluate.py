@@ -30,6 +30,7 @@ class Evaluation(NamedTuple):
     accuracy: dict[int, float]  # the spec's Top-K accuracy, same masks
     ranking: dict[str, float]  # HR/NDCG/MRR of next-title ranking (metrics.ranking_metrics)
     seconds: float
+    ranks: torch.Tensor  # [cases] each target's 1-based rank, in the cases' order
 
 
 @torch.no_grad()
@@ -70,6 +71,7 @@ def evaluate(
         accuracy,
         metrics.ranking_metrics(ranks),
         time.perf_counter() - started,
+        ranks,
     )
 
 
@@ -198,6 +200,12 @@ def describe_baselines(report: dict[str, dict], part: str) -> str:
 # --- the blend ---------------------------------------------------------------------------------
 
 
+def leads(blended: Evaluation, ease: Evaluation) -> dict[str, dict[str, float]]:
+    """The blend's lead over EASE alone on the same cases, HR@10 and NDCG@10, each with its
+    standard error (metrics.paired_lead)."""
+    return {m: metrics.paired_lead(blended.ranks, ease.ranks, m) for m in ("HR@10", "NDCG@10")}
+
+
 def fit_blend(
     model_score: Scorer,
     ease: baselines.EASE,
@@ -210,8 +218,8 @@ def fit_blend(
     shared: bool = True,
 ) -> dict:
     """The EASE share of `weights` whose blend (blending.blend) ranks the validation targets
-    best by NDCG@10, with its validation (and test) figures and those of every weight tried
-    (shared: as for evaluate)."""
+    best by NDCG@10, with its validation (and test) figures, those of every weight tried and
+    its lead over EASE alone on the same targets (shared: as for evaluate)."""
     model_part = Replay(model_score)
     ease_part = Replay(baseline_scorer(ease, mapping))
 
@@ -231,17 +239,22 @@ def fit_blend(
         ).ranking["NDCG@10"]
     chosen = max(weights, key=lambda w: (tried[w], -w))  # a tie goes to the model
     model_part.rewind(), ease_part.rewind()
+    chosen_validation = evaluate(validation, scorer(chosen), mapping, config, shared=shared)
+    ease_validation = evaluate(validation, ease_part.rewind(), mapping, config, shared=shared)
     result = {
         "ease_weight": chosen,
         "ease_lambda": ease.lam,
-        "validation": evaluate(validation, scorer(chosen), mapping, config, shared=shared).ranking,
+        "validation": chosen_validation.ranking,
         "validation_NDCG@10_by_weight": tried,
+        "lead_over_ease": {"validation": leads(chosen_validation, ease_validation)},
     }
     if test is not None:
+        ease_scorer = baseline_scorer(ease, mapping)
         test_scorer = lambda inputs, histories: blending.blend(  # noqa: E731
-            model_score(inputs, histories),
-            baseline_scorer(ease, mapping)(inputs, histories),
-            chosen,
+            model_score(inputs, histories), ease_scorer(inputs, histories), chosen
         )
-        result["test"] = evaluate(test, test_scorer, mapping, config, shared=shared).ranking
+        chosen_test = evaluate(test, test_scorer, mapping, config, shared=shared)
+        ease_test = evaluate(test, ease_scorer, mapping, config, shared=shared)
+        result["test"] = chosen_test.ranking
+        result["lead_over_ease"]["test"] = leads(chosen_test, ease_test)
     return result

@@ -95,6 +95,28 @@ def ranking_metrics(ranks: torch.Tensor | Sequence[int]) -> dict[str, float]:
     return result
 
 
+def per_case(ranks: torch.Tensor, metric: str) -> torch.Tensor:
+    """[cases] float64 each case's share of a ranking metric ("HR@K", "NDCG@K" or "MRR")."""
+    ranks = torch.as_tensor(ranks, dtype=torch.float64)
+    if metric == "MRR":
+        return 1.0 / ranks
+    name, k = metric.split("@")
+    hit = ranks <= int(k)
+    if name == "HR":
+        return hit.double()
+    return torch.where(hit, 1.0 / torch.log2(ranks + 1.0), 0.0)
+
+
+def paired_lead(ranks: torch.Tensor, other: torch.Tensor, metric: str) -> dict[str, float]:
+    """How far one scorer's ranks lead another's on the same cases by `metric` (the mean of
+    the per-case differences), with the standard error of that mean: a lead of one or two
+    standard errors is what a few hundred cases give by chance."""
+    difference = per_case(ranks, metric) - per_case(other, metric)
+    count = difference.numel()
+    spread = difference.std().item() if count > 1 else 0.0
+    return {"lead": difference.mean().item(), "standard_error": spread / max(count, 1) ** 0.5}
+
+
 class NextItemScores(NamedTuple):
     """What one pass over next-title cases measures (see score_next_items)."""
 

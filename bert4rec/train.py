@@ -449,8 +449,22 @@ def blend_with_ease(run: Run) -> None:
     test = f"; test {_format_ranking(result['test'])}" if "test" in result else ""
     log.info(
         f"Blend with EASE: validation {_format_ranking(result['validation'])}{test}. "
-        f"Recommendations use {used}."
+        f"Recommendations use {used}. {describe_lead(result['lead_over_ease'])}"
     )
+
+
+def describe_lead(lead: dict[str, dict[str, dict[str, float]]]) -> str:
+    """'Against EASE alone on the same targets: validation NDCG@10 +0.0037 (standard error
+    0.0039), test ...': how far the blend's lead is from chance."""
+    parts = []
+    for part, figures in lead.items():
+        for metric in ("NDCG@10",) if part == "validation" else ("HR@10", "NDCG@10"):
+            entry = figures[metric]
+            parts.append(
+                f"{part} {metric} {entry['lead']:+.4f} (standard error "
+                f"{entry['standard_error']:.4f})"
+            )
+    return "Against EASE alone on the same targets: " + ", ".join(parts) + "."
 
 
 # --- logging -----------------------------------------------------------------------------------

@@ -38,6 +38,9 @@ def test_bench_anime_reports_model_blend_and_baselines_on_the_same_targets(tmp_p
     assert 0 <= row["blend"]["ease_weight"] <= 1
     for figures in (row["model"]["test"], row["blend"]["test"], row["baselines"]["EASE"]["test"]):
         assert 0 <= figures["NDCG@10"] <= figures["HR@10"] <= 1
+    lead = row["blend"]["lead_over_ease"]["test"]["HR@10"]
+    ease_hr = row["baselines"]["EASE"]["test"]["HR@10"]
+    assert lead["lead"] == pytest.approx(row["blend"]["test"]["HR@10"] - ease_hr, abs=1e-4)
     # Classic collaborative filtering beats popularity on real lists: a broken baseline would not.
     assert (
         row["baselines"]["EASE"]["test"]["HR@10"] > row["baselines"]["popularity"]["test"]["HR@10"]

@@ -56,6 +56,25 @@ def test_ranking_metrics_by_hand():
     assert set(result) == set(metrics.RANKING_METRICS)
 
 
+def test_per_case_figures_average_to_the_ranking_metrics():
+    ranks = torch.tensor([1, 3, 30, 6, 11])
+    whole = metrics.ranking_metrics(ranks)
+    for name in metrics.RANKING_METRICS:
+        assert metrics.per_case(ranks, name).mean().item() == pytest.approx(whole[name])
+
+
+def test_paired_lead_by_hand():
+    ours, theirs = torch.tensor([1, 3, 20]), torch.tensor([2, 3, 1])
+    hits = metrics.paired_lead(ours, theirs, "HR@10")  # differences 0, 0, -1
+    assert hits["lead"] == pytest.approx(-1 / 3)
+    assert hits["standard_error"] == pytest.approx(math.sqrt(1 / 3) / math.sqrt(3))
+    gains = metrics.paired_lead(ours, theirs, "NDCG@10")
+    differences = [1 - 1 / math.log2(3), 0.0, -1.0]
+    assert gains["lead"] == pytest.approx(sum(differences) / 3)
+    assert gains["standard_error"] == pytest.approx(np.std(differences, ddof=1) / math.sqrt(3))
+    assert metrics.paired_lead(ours, ours, "NDCG@10") == {"lead": 0.0, "standard_error": 0.0}
+
+
 def test_rank_next_items_full_ranking_without_leaks():
     mapping = ItemMapping((11, 12, 13, 14, 15, 16))
     cases = hold_out_last([np.array([1, 2, 3]), np.array([4, 5])])

@@ -205,6 +205,13 @@ def test_planted_order_is_learned_beyond_the_classic_baselines(reference):
         blended = record["blend"]["validation"][metric]
         assert blended > max(b["validation"][metric] for b in baselines.values())
     assert 0 <= record["blend"]["ease_weight"] <= 1
+    # and says how far its lead over EASE alone is from chance
+    lead = record["blend"]["lead_over_ease"]["validation"]["NDCG@10"]
+    ease = baselines["EASE"]["validation"]["NDCG@10"]
+    assert lead["lead"] == pytest.approx(record["blend"]["validation"]["NDCG@10"] - ease)
+    assert lead["standard_error"] >= 0
+    log = (reference[0] / "logs/training.log").read_text(encoding="utf-8")
+    assert "Against EASE alone on the same targets: validation NDCG@10 " in log
 
 
 def test_trained_model_never_ranks_padding_or_tokens_and_follows_chains(reference, planted_db):
