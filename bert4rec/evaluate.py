@@ -200,6 +200,15 @@ def describe_baselines(report: dict[str, dict], part: str) -> str:
 # --- the blend ---------------------------------------------------------------------------------
 
 
+def blend_scorer(model_part: Scorer, ease_part: Scorer, weight: float) -> Scorer:
+    """The blending.blend of two scorers' scores at this EASE share."""
+
+    def score(inputs: torch.Tensor, histories: Sequence[np.ndarray]) -> torch.Tensor:
+        return blending.blend(model_part(inputs, histories), ease_part(inputs, histories), weight)
+
+    return score
+
+
 def leads(blended: Evaluation, ease: Evaluation) -> dict[str, dict[str, float]]:
     """The blend's lead over EASE alone on the same cases, HR@10 and NDCG@10, each with its
     standard error (metrics.paired_lead)."""
@@ -220,27 +229,22 @@ def fit_blend(
     """The EASE share of `weights` whose blend (blending.blend) ranks the validation targets
     best by NDCG@10, with its validation (and test) figures, those of every weight tried and
     its lead over EASE alone on the same targets (shared: as for evaluate)."""
-    model_part = Replay(model_score)
-    ease_part = Replay(baseline_scorer(ease, mapping))
 
-    def scorer(weight: float) -> Scorer:
-        def score(inputs: torch.Tensor, histories: Sequence[np.ndarray]) -> torch.Tensor:
-            return blending.blend(
-                model_part(inputs, histories), ease_part(inputs, histories), weight
-            )
+    def measure(cases: NextItemCases, scorer: Scorer) -> Evaluation:
+        return evaluate(cases, scorer, mapping, config, shared=shared)
 
-        return score
-
-    tried: dict[float, float] = {}
-    for weight in weights:
-        model_part.rewind(), ease_part.rewind()
-        tried[weight] = evaluate(
-            validation, scorer(weight), mapping, config, shared=shared
+    model_part, ease_part = Replay(model_score), Replay(baseline_scorer(ease, mapping))
+    tried = {
+        weight: measure(
+            validation, blend_scorer(model_part.rewind(), ease_part.rewind(), weight)
         ).ranking["NDCG@10"]
+        for weight in weights
+    }
     chosen = max(weights, key=lambda w: (tried[w], -w))  # a tie goes to the model
-    model_part.rewind(), ease_part.rewind()
-    chosen_validation = evaluate(validation, scorer(chosen), mapping, config, shared=shared)
-    ease_validation = evaluate(validation, ease_part.rewind(), mapping, config, shared=shared)
+    chosen_validation = measure(
+        validation, blend_scorer(model_part.rewind(), ease_part.rewind(), chosen)
+    )
+    ease_validation = measure(validation, ease_part.rewind())
     result = {
         "ease_weight": chosen,
         "ease_lambda": ease.lam,
@@ -249,12 +253,9 @@ def fit_blend(
         "lead_over_ease": {"validation": leads(chosen_validation, ease_validation)},
     }
     if test is not None:
-        ease_scorer = baseline_scorer(ease, mapping)
-        test_scorer = lambda inputs, histories: blending.blend(  # noqa: E731
-            model_score(inputs, histories), ease_scorer(inputs, histories), chosen
-        )
-        chosen_test = evaluate(test, test_scorer, mapping, config, shared=shared)
-        ease_test = evaluate(test, ease_scorer, mapping, config, shared=shared)
+        model_part, ease_part = Replay(model_score), Replay(baseline_scorer(ease, mapping))
+        chosen_test = measure(test, blend_scorer(model_part, ease_part, chosen))
+        ease_test = measure(test, ease_part.rewind())
         result["test"] = chosen_test.ranking
         result["lead_over_ease"]["test"] = leads(chosen_test, ease_test)
     return result

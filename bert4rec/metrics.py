@@ -87,12 +87,7 @@ def ranking_metrics(ranks: torch.Tensor | Sequence[int]) -> dict[str, float]:
     ranks = torch.as_tensor(ranks, dtype=torch.float64)
     if ranks.numel() == 0:
         return {name: 0.0 for name in RANKING_METRICS}
-    result = {f"HR@{k}": (ranks <= k).double().mean().item() for k in HIT_RATE_K}
-    gains = 1.0 / torch.log2(ranks + 1.0)
-    for k in NDCG_K:
-        result[f"NDCG@{k}"] = torch.where(ranks <= k, gains, 0.0).mean().item()
-    result["MRR"] = (1.0 / ranks).mean().item()
-    return result
+    return {name: per_case(ranks, name).mean().item() for name in RANKING_METRICS}
 
 
 def per_case(ranks: torch.Tensor, metric: str) -> torch.Tensor:
