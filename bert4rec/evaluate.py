@@ -234,16 +234,13 @@ def fit_blend(
         return evaluate(cases, scorer, mapping, config, shared=shared)
 
     model_part, ease_part = Replay(model_score), Replay(baseline_scorer(ease, mapping))
-    tried = {
-        weight: measure(
-            validation, blend_scorer(model_part.rewind(), ease_part.rewind(), weight)
-        ).ranking["NDCG@10"]
+    by_weight = {
+        weight: measure(validation, blend_scorer(model_part.rewind(), ease_part.rewind(), weight))
         for weight in weights
     }
+    tried = {weight: found.ranking["NDCG@10"] for weight, found in by_weight.items()}
     chosen = max(weights, key=lambda w: (tried[w], -w))  # a tie goes to the model
-    chosen_validation = measure(
-        validation, blend_scorer(model_part.rewind(), ease_part.rewind(), chosen)
-    )
+    chosen_validation = by_weight[chosen]
     ease_validation = measure(validation, ease_part.rewind())
     result = {
         "ease_weight": chosen,
