@@ -222,6 +222,7 @@ def run_size(lists: AnimeLists, size: str, given: dict, work: Path, draw: int = 
             "ease_weight": blend["ease_weight"],
             "ease_lambda": blend["ease_lambda"],
             "lead_over_ease": blend["lead_over_ease"],  # with standard errors, same targets
+            "best_mix": blend.get("best_mix"),  # --blend-min-lead's test, None when not needed
         }
         if blend
         else {},

@@ -79,6 +79,11 @@ class Blend(NamedTuple):
         )
 
     def describe(self) -> str:
+        if self.ease_weight == 1:
+            return (
+                f"EASE alone (lambda {self.ease_lambda:g}), chosen on validation over the model "
+                "and its blends with EASE"
+            )
         return (
             f"a blend of the model ({1 - self.ease_weight:.0%}) and EASE (lambda "
             f"{self.ease_lambda:g}, {self.ease_weight:.0%}), the share chosen on validation"

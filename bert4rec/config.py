@@ -214,6 +214,14 @@ class TrainConfig:
         "model, fitted in seconds) with the EASE share chosen on the validation targets; "
         "recommendations use the blend when a share above 0 won (models/ease_blend.pth)",
     )
+    blend_min_lead: float = _setting(
+        2.0,
+        "a mix of the model and EASE is used only when its validation NDCG@10 leads the better "
+        "of the two alone by this many standard errors of the per-target difference (a few "
+        "hundred targets give a lead of one by chance); otherwise the better one alone is used "
+        "(0 = the best share on validation, however small its lead)",
+        on_resume="free",
+    )
     resume: str | None = _setting(
         None,
         "continue a run from a checkpoint file (output/checkpoints/checkpoint_epoch_N.pth); "
@@ -251,6 +259,7 @@ class TrainConfig:
             "patience",
             "weight_decay",
             "grad_clip",
+            "blend_min_lead",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{_flag(name)} cannot be negative (got {getattr(self, name)})")

@@ -429,13 +429,14 @@ def blend_with_ease(run: Run) -> None:
         run.training.test_cases,
         run.training.mapping,
         run.config,
+        min_lead=run.config.blend_min_lead,
         shared=False,  # [distributed] rank 0 alone
     )
     run.history.blend = result
     weight = result["ease_weight"]
     if weight == 0:
         path.unlink(missing_ok=True)
-        used = "the model alone (no EASE share ranked validation better)"
+        used = "the model alone (no EASE share ranked validation better by enough)"
     else:
         chosen = blending.Blend(
             torch.from_numpy(ease.weights),
@@ -447,9 +448,24 @@ def blend_with_ease(run: Run) -> None:
         blending.save(chosen, path)
         used = chosen.describe()
     test = f"; test {_format_ranking(result['test'])}" if "test" in result else ""
+    mix = f" {describe_mix(result['best_mix'])}" if "best_mix" in result else ""
     log.info(
-        f"Blend with EASE: validation {_format_ranking(result['validation'])}{test}. "
+        f"Blend with EASE: validation {_format_ranking(result['validation'])}{test}.{mix} "
         f"Recommendations use {used}. {describe_lead(result['lead_over_ease'])}"
+    )
+
+
+def describe_mix(mix: dict) -> str:
+    """'The best mix on validation (EASE share 0.8) led EASE alone by 0.8 standard errors of
+    NDCG@10, under the 2 asked (--blend-min-lead): not used.'"""
+    alone = "EASE alone" if mix["alone"] == 1 else "the model alone"
+    errors = mix["standard_errors"]
+    by = f"{errors:.1f} standard errors" if errors is not None else f"{mix['lead']:+.4f}"
+    verdict = "used" if mix["kept"] else "not used"
+    return (
+        f"The best mix on validation (EASE share {mix['ease_weight']:g}) led {alone} by {by} of "
+        f"NDCG@10, {'at least' if mix['kept'] else 'under'} the {mix['min_lead']:g} asked "
+        f"(--blend-min-lead): {verdict}."
     )
 
 

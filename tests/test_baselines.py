@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from bert4rec import baselines, blending, evaluate
+from bert4rec import baselines, blending, evaluate, metrics
 from bert4rec.config import TrainConfig
 from bert4rec.data import ItemMapping, NextItemCases
 
@@ -124,6 +124,32 @@ def test_blend_is_the_model_at_weight_0_and_keeps_exclusions():
     assert mixed[0, 1] == INF and mixed[0, 3] > mixed[0, 2]
     standard = blending.standardise(torch.tensor([[INF, 1.0, 3.0]]))
     assert standard[0, 1:].tolist() == pytest.approx([-1.0, 1.0])
+
+
+def evaluation_of(ranks: list[int]) -> evaluate.Evaluation:
+    ranked = torch.tensor(ranks, dtype=torch.float64)
+    return evaluate.Evaluation(0.0, {}, metrics.ranking_metrics(ranked), 0.0, ranked)
+
+
+def test_a_mix_must_lead_the_better_one_alone_by_enough_standard_errors():
+    # 100 targets. EASE alone ranks each 5th; the model alone each 50th.
+    ease, model = [5] * 100, [50] * 100
+    # A mix that lifts two targets from 5th to 1st: a lead within chance.
+    by_luck = [1, 1] + [5] * 98
+    # A mix that lifts most targets one place: a lead far beyond chance.
+    by_much = [4] * 90 + [6] * 10
+    for mix, kept in ((by_luck, False), (by_much, True)):
+        by_weight = {0.0: evaluation_of(model), 0.5: evaluation_of(mix), 1.0: evaluation_of(ease)}
+        test = evaluate.mix_over_alone(by_weight, 0.5, min_lead=2.0)
+        assert test["alone"] == 1.0 and test["kept"] is kept
+        lead = metrics.paired_lead(by_weight[0.5].ranks, by_weight[1.0].ranks, "NDCG@10")
+        assert test["standard_errors"] == pytest.approx(lead["lead"] / lead["standard_error"])
+        assert (test["standard_errors"] >= 2) is kept
+    # The better one alone may be the model; and a best share that is not a mix needs no test.
+    by_weight = {0.0: evaluation_of(ease), 0.5: evaluation_of(by_luck), 1.0: evaluation_of(model)}
+    assert evaluate.mix_over_alone(by_weight, 0.5, min_lead=2.0)["alone"] == 0.0
+    assert evaluate.mix_over_alone(by_weight, 1.0, min_lead=2.0) is None
+    assert evaluate.mix_over_alone(by_weight, 0.5, min_lead=0.0) is None
 
 
 def test_pmi_embeddings_put_titles_held_together_close():

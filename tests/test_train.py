@@ -205,6 +205,12 @@ def test_planted_order_is_learned_beyond_the_classic_baselines(reference):
         blended = record["blend"]["validation"][metric]
         assert blended > max(b["validation"][metric] for b in baselines.values())
     assert 0 <= record["blend"]["ease_weight"] <= 1
+    # A mix is used only when it leads the better one alone by --blend-min-lead standard errors.
+    mix = record["blend"].get("best_mix")
+    if mix is not None:
+        used = mix["ease_weight"] if mix["kept"] else mix["alone"]
+        assert record["blend"]["ease_weight"] == used
+        assert mix["min_lead"] == 2.0 and mix["kept"] == (mix["standard_errors"] >= 2.0)
     # and says how far its lead over EASE alone is from chance
     lead = record["blend"]["lead_over_ease"]["validation"]["NDCG@10"]
     ease = baselines["EASE"]["validation"]["NDCG@10"]
