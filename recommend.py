@@ -26,7 +26,6 @@ from bert4rec.recommender import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MODEL_DIR,
     DEFAULT_TOP_K,
-    SCORE_MEANING,
     Recommender,
     RecommendError,
     TitleHistory,
@@ -378,7 +377,7 @@ def show(
     passed = ", ".join(f"{n} {why}" for why, n in result.left_out.items())
     if passed:
         print(f"\nPassed over: {passed}.")
-    print(f"\nScore: {SCORE_MEANING}.")
+    print(f"\nScoring: {recommender.scoring}.\nScore: {recommender.score_meaning}.")
     return cli.EXIT_OK
 
 
@@ -445,7 +444,7 @@ def recommend_for_all(
     print(
         f"Wrote the top {args.top} for {len(rows)} users to {args.out}"
         + (f" ({left_out} left out: no watched title the model knows)" if left_out else "")
-        + f". Score: {SCORE_MEANING}."
+        + f". Scoring: {recommender.scoring}. Score: {recommender.score_meaning}."
     )
     return cli.EXIT_OK
 

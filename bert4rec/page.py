@@ -154,7 +154,8 @@ def render(document: dict) -> str:
         parts.append(section("Continue", continued, "continue"))
     parts.append(section(f"Top {len(recommendations)}", recommendations))
     parts.append(
-        f"</main><footer><div>Score: {esc(document.get('score'))}.</div>"
+        f"</main><footer><div>Scoring: {esc(document.get('scoring'))}.</div>"
+        f"<div>Score: {esc(document.get('score'))}.</div>"
         f"<div>Reasons: {esc(document.get('reason_method'))}</div>"
         f"<div>Model: {esc(model)}</div>"
         f"<div>Filters:</div><ul>{settings or '<li>none</li>'}</ul>"

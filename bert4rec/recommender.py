@@ -70,6 +70,10 @@ SCORE_MEANING = (
     "the model's probability that the title is the next one watched, among the titles it may "
     "recommend (those not on the list)"
 )
+BLEND_SCORE_MEANING = (
+    "a softmax of the scores used (each side standardised per user, see Scoring), among the "
+    "titles it may recommend: it orders the list, it is not a probability"
+)
 CSV_COLUMNS = (
     "user_name",
     "user_id",
@@ -351,6 +355,7 @@ class Recommender:
         self.device = torch.device(device)
         self.blend = blend  # the model's scores blended with EASE's (blending.py), or None
         self.scoring = blend.describe() if blend else "the BERT4Rec model alone"
+        self.score_meaning = BLEND_SCORE_MEANING if blend else SCORE_MEANING
         self.model = model.to(self.device).eval()
         self.mapping = mapping
         self.model_file = model_file
@@ -643,7 +648,8 @@ def json_document(
         "source": source,
         "model": str(recommender.model_file),
         "epoch": recommender.epoch,
-        "score": SCORE_MEANING,
+        "scoring": recommender.scoring,
+        "score": recommender.score_meaning,
         "reason_method": reasons.METHOD,
         "made": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "history": {

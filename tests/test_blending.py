@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bert4rec import blending, checkpoint, db
+from bert4rec import blending, checkpoint, db, page
 from bert4rec.data import ItemMapping
 from bert4rec.model import BERT4Rec, ModelConfig
-from bert4rec.recommender import Recommender, WatchedTitles
+from bert4rec.recommender import Recommender, WatchedTitles, json_document
 
 TITLES = (11, 12, 13, 14, 15)
 
@@ -43,9 +43,15 @@ def test_a_matching_blend_decides_and_is_announced(tmp_path):
     recommender = Recommender.load(tmp_path, catalogue, notify=notes.append)
     assert recommender.blend is not None
     assert any(n.startswith("Scoring: EASE alone (lambda 100), chosen on") for n in notes)
-    top = recommender.recommend(WatchedTitles(watched=(11,)), top_k=4).items
+    result = recommender.recommend(WatchedTitles(watched=(11,)), top_k=4)
+    top = result.items
     assert top[0].anime.anime_id == 15
     assert 11 not in [r.anime.anime_id for r in top]  # a watched title is never recommended
+    # --json and the page say which scoring made the list, and that its score is no probability
+    document = json_document(recommender, result, name="x", source="titles", watched=1)
+    assert document["scoring"].startswith("EASE alone (lambda 100)")
+    assert document["score"].endswith("it is not a probability")
+    assert "Scoring: EASE alone (lambda 100)" in page.render(document)
 
 
 def test_a_blend_of_another_model_is_ignored(tmp_path):

@@ -357,6 +357,7 @@ def test_stored_user_table(models, store):
     assert lines[2].split() == ["Rank", "Score", "Format", "Year", "Title", "(genres)", "-", "why"]
     assert [line.split()[0] for line in lines[3:7]] == ["1", "2", "3", "4"]
     assert lines[3].split()[1].endswith("%") and lines[-1].startswith("Score: the model's prob")
+    assert lines[-2] == "Scoring: the BERT4Rec model alone."  # no blend beside this model
 
 
 def test_legacy_code_page_does_not_crash(models, store):
