@@ -256,8 +256,8 @@ def fit_blend(
     min_lead (--blend-min-lead): a mix (a share strictly between 0 and 1) must lead the better
     of the model alone and EASE alone by that many standard errors of the per-target
     difference, else that one is chosen. The best of eleven shares on a few hundred targets
-    leads by about one standard error by chance alone (winner's curse), and on our stores such
-    leads did not carry over to the test targets (README, Performance)."""
+    leads by about one standard error by chance alone (winner's curse), and on our stores the
+    test targets put such a mix a few users either side of EASE (README, Performance)."""
 
     def measure(cases: NextItemCases, scorer: Scorer) -> Evaluation:
         return evaluate(cases, scorer, mapping, config, shared=shared)
