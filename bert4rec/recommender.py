@@ -71,8 +71,8 @@ SCORE_MEANING = (
     "recommend (those not on the list)"
 )
 BLEND_SCORE_MEANING = (
-    "a softmax of the scores used (each side standardised per user, see Scoring), among the "
-    "titles it may recommend: it orders the list, it is not a probability"
+    "a softmax of the scores used (standardised per user, see Scoring), among the titles it "
+    "may recommend: it orders the list, it is not a probability"
 )
 CSV_COLUMNS = (
     "user_name",

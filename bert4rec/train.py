@@ -436,7 +436,8 @@ def blend_with_ease(run: Run) -> None:
     weight = result["ease_weight"]
     if weight == 0:
         path.unlink(missing_ok=True)
-        used = "the model alone (no EASE share ranked validation better by enough)"
+        why = "no mix led it by enough" if "best_mix" in result else "no EASE share ranked better"
+        used = f"the model alone ({why} on validation)"
     else:
         chosen = blending.Blend(
             torch.from_numpy(ease.weights),
