@@ -93,12 +93,24 @@ def measure(args: argparse.Namespace) -> dict:
         warmup = Batches(run, args.warmup_batches * args.batch_size, first_epoch=0)
         if args.warmup_batches:
             train.run_epoch(
-                run.parallel_model, warmup, device, amp, description="Warm-up", step=step
+                run.parallel_model,
+                warmup,
+                device,
+                amp,
+                description="Warm-up",
+                step=step,
+                exclude_seen=config.exclude_seen,
             )
         timed = Batches(run, args.sequences, first_epoch=1)
         tick = time.perf_counter()
         result = train.run_epoch(
-            run.parallel_model, timed, device, amp, description="Timed", step=step
+            run.parallel_model,
+            timed,
+            device,
+            amp,
+            description="Timed",
+            step=step,
+            exclude_seen=config.exclude_seen,
         )
         wall_s = time.perf_counter() - tick
     training_rss_mb = vm_hwm_mb() if training_peak_measured else None

@@ -129,6 +129,12 @@ class TrainConfig:
         "share of sequences that mask only their last title instead, the next-title case "
         "recommendations use",
     )
+    exclude_seen: bool = _setting(
+        True,
+        "training ranks each hidden title only against the titles its sequence does not show, "
+        "as evaluation and recommendations do (a user's own titles are never candidates "
+        "there), instead of against the whole catalogue; the reported loss stays the plain one",
+    )
     # --- the network
     hidden: int = _setting(256, "hidden size (item and position embeddings, attention)")
     layers: int = _setting(2, "Transformer encoder blocks")
@@ -328,6 +334,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # without early stopping); kept as measured.
         "cooccurrence_init": False,
         "distill": 0.0,
+        "exclude_seen": False,
         "patience": 0,
         "length_buckets": True,
         "cpu_bf16": True,

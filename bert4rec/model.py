@@ -213,3 +213,23 @@ class BERT4Rec(nn.Module):
 def masked_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Cross-entropy over the masked positions, in float32 whatever the autocast dtype."""
     return F.cross_entropy(logits.float(), targets)
+
+
+# Far below any score, yet finite: a soft target of 0 times log(0) = -inf would be nan.
+HIDDEN_SCORE = -1e4
+
+
+def hide_shown_titles(
+    logits: torch.Tensor, inputs: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """The masked positions' logits [M, vocab] (forward's rows) with every title that their own
+    sequence shows set to HIDDEN_SCORE. A watch list holds each title once, so a shown title is
+    never the hidden one, and ranking leaves a user's own titles out: the loss then spends
+    nothing on pushing down what the sequence already holds."""
+    num_items = logits.shape[1] - vocab.NUM_SPECIAL_TOKENS
+    is_title = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device)
+    is_title[vocab.title_slice(num_items)] = True
+    shown = torch.zeros(len(inputs), logits.shape[1], dtype=torch.bool, device=logits.device)
+    shown.scatter_(1, inputs, True)
+    rows = (labels != PAD_INDEX).nonzero()[:, 0]
+    return logits.masked_fill(shown[rows] & is_title, HIDDEN_SCORE)

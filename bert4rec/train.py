@@ -53,7 +53,7 @@ from .checkpoint import OutputPaths
 from .config import TrainConfig
 from .data import BERT4RecDataset, TrainingData
 from .metrics import RANKING_METRICS, TOP_K, TrainingHistory
-from .model import BERT4Rec, ModelConfig
+from .model import BERT4Rec, ModelConfig, hide_shown_titles
 from .vocab import PAD_INDEX
 
 log = logging.getLogger("bert4rec.train")
@@ -291,11 +291,14 @@ def run_epoch(
     description: str,
     step: Any = None,
     teacher: distill.Teacher | None = None,
+    exclude_seen: bool = False,
 ) -> PhaseResult:
     """One pass over `loader`: loss and Top-K accuracy over every masked position. With `step`
     (a callable taking the loss) it trains; without, it only evaluates. With a `teacher` the
     step minimises its mix of the masked-title loss and the loss against its soft targets
-    (distill.Teacher.step_loss_sum); the loss reported stays the masked-title one."""
+    (distill.Teacher.step_loss_sum); with `exclude_seen` (--exclude-seen) both rank the hidden
+    titles against the titles the sequence does not show (model.hide_shown_titles). The loss
+    and accuracy reported stay the spec's, over the whole catalogue."""
     model.train(step is not None)
     accuracy = metrics.TopKAccuracy(TOP_K)
     loss_sum = torch.zeros((), device=device)
@@ -312,9 +315,14 @@ def run_epoch(
             # [distributed] summed, then divided by the masked positions of every rank
             batch_loss_sum = distributed.summed_loss(logits, targets)
             if step is not None:
-                step_loss_sum = batch_loss_sum
+                step_logits, step_loss_sum = logits, batch_loss_sum
+                if exclude_seen:
+                    step_logits = hide_shown_titles(logits, inputs, labels)
+                    step_loss_sum = distributed.summed_loss(step_logits, targets)
                 if teacher is not None:
-                    step_loss_sum = teacher.step_loss_sum(batch_loss_sum, logits, inputs, labels)
+                    step_loss_sum = teacher.step_loss_sum(
+                        step_loss_sum, step_logits, inputs, labels
+                    )
                 step(distributed.mean_over_ranks(step_loss_sum, targets.numel()))
             # Summed on the device and read once per epoch: no step waits for the GPU.
             loss_sum += batch_loss_sum.detach()
@@ -788,6 +796,7 @@ def train_one_epoch(run: Run, epoch: int, step: Any) -> bool:
         description="Training",
         step=step,
         teacher=run.teacher,
+        exclude_seen=run.config.exclude_seen,
     )
     log_phase("Train", trained)
     log.info(

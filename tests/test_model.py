@@ -5,7 +5,14 @@ import torch
 
 from bert4rec import checkpoint
 from bert4rec.data import ItemMapping
-from bert4rec.model import BERT4Rec, ModelConfig, dropout, masked_loss
+from bert4rec.model import (
+    HIDDEN_SCORE,
+    BERT4Rec,
+    ModelConfig,
+    dropout,
+    hide_shown_titles,
+    masked_loss,
+)
 from bert4rec.packed_dropout import attention as attention_with_dropout
 from bert4rec.packed_dropout import keep_mask
 
@@ -39,6 +46,25 @@ def test_training_logits_only_at_masked_positions():
     loss = masked_loss(logits, labels[labels != 0])
     loss.backward()
     assert torch.isfinite(loss)
+
+
+def test_hide_shown_titles_leaves_out_each_sequences_own_titles_only():
+    inputs = torch.tensor([[0, 0, 3, MASK, 5], [1, MASK, 2, MASK, MASK]])
+    labels = torch.tensor([[0, 0, 0, 4, 0], [0, 7, 0, 9, 10]])
+    logits = tiny_model()(inputs, labels)
+    expected = logits.detach().clone()
+    expected[0, [3, 5]] = HIDDEN_SCORE  # row 0 is sequence 0's one masked position
+    expected[1:, [1, 2]] = HIDDEN_SCORE  # rows 1-3 are sequence 1's
+    hidden = hide_shown_titles(logits, inputs, labels)
+    # the hidden titles, the other sequence's titles and the -inf of padding and MASK stay
+    assert torch.equal(hidden.detach(), expected)
+    loss = masked_loss(hidden, labels[labels != 0])
+    loss.backward()
+    assert torch.isfinite(loss)
+    # a soft target of 0 on a hidden title adds 0, not nan (distill.Teacher.loss_sum)
+    soft = torch.softmax(expected[:, 1 : NUM_ITEMS + 1], dim=1)
+    taught = -(soft * torch.log_softmax(hidden.float(), dim=1)[:, 1 : NUM_ITEMS + 1]).sum()
+    assert torch.isfinite(taught)
 
 
 def test_padding_and_special_tokens_are_never_predicted():

@@ -254,6 +254,31 @@ def tiny_config(db_path: Path, out: Path, **overrides) -> TrainConfig:
     return replace(TrainConfig(), db=str(db_path), output=str(out), **{**TINY, **overrides})
 
 
+def test_exclude_seen_changes_what_the_step_minimises_not_what_is_reported():
+    torch.manual_seed(0)
+    network = ModelConfig(
+        num_items=30, max_seq_len=5, hidden=16, layers=1, heads=2, ff_dim=24, dropout=0.0
+    )
+    model = BERT4Rec(network)
+    inputs = torch.tensor([[0, 0, 3, 31, 5], [1, 31, 2, 31, 31]])  # 31 is MASK
+    labels = torch.tensor([[0, 0, 0, 4, 0], [0, 7, 0, 9, 10]])
+    stepped, reported = {}, {}
+    for exclude_seen in (False, True):
+        result = training.run_epoch(
+            model,
+            [(inputs, labels)],
+            torch.device("cpu"),
+            None,
+            description="Training",
+            step=lambda loss, key=exclude_seen: stepped.update({key: loss.item()}),
+            exclude_seen=exclude_seen,
+        )
+        reported[exclude_seen] = result.loss
+    assert reported[True] == reported[False] == pytest.approx(stepped[False])
+    # the hidden titles compete with fewer titles, so the minimised loss is lower
+    assert stepped[True] < stepped[False] - 1e-4
+
+
 def test_ctrl_c_saves_the_last_finished_epoch_and_resumes_exactly(
     planted_db, tmp_path, monkeypatch
 ):
