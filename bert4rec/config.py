@@ -11,6 +11,8 @@ Field metadata:
 - on_resume: "free" for settings that may change when a run is resumed (how long to train,
   where to write, which device); every other setting must match the checkpoint, because it
   changes what the network is or what it learns from.
+- missing_means: for a setting added after runs were saved, the value those runs trained with;
+  a checkpoint whose settings lack it resumes with that value (from_saved), not the default.
 """
 
 from __future__ import annotations
@@ -134,6 +136,7 @@ class TrainConfig:
         "training ranks each hidden title only against the titles its sequence does not show, "
         "as evaluation and recommendations do (a user's own titles are never candidates "
         "there), instead of against the whole catalogue; the reported loss stays the plain one",
+        missing_means=False,
     )
     # --- the network
     hidden: int = _setting(256, "hidden size (item and position embeddings, attention)")
@@ -419,6 +422,18 @@ def from_dict(values: dict[str, Any]) -> TrainConfig:
     files written by a newer version still load, missing keys take today's defaults."""
     names = {f.name for f in fields(TrainConfig)}
     return replace(TrainConfig(), **{k: v for k, v in values.items() if k in names})
+
+
+def from_saved(values: dict[str, Any]) -> TrainConfig:
+    """The settings of a saved run (a checkpoint's): like from_dict, but a setting the file
+    lacks came later, so it takes the value that run trained with (missing_means) where one is
+    declared."""
+    older = {
+        f.name: f.metadata["missing_means"]
+        for f in fields(TrainConfig)
+        if "missing_means" in f.metadata and f.name not in values
+    }
+    return from_dict({**older, **values})
 
 
 def to_dict(config: TrainConfig) -> dict[str, Any]:

@@ -223,11 +223,11 @@ def make_datasets(
 def config_for_resume(path: str, given: dict[str, Any]) -> TrainConfig:
     """The settings of a resumed run: the checkpoint's, overridden by the flags given again."""
     saved = checkpoint.load(path, kind="training")
-    return config_module.from_dict({**saved["train_config"], **given, "resume": path})
+    return config_module.from_saved({**saved["train_config"], **given, "resume": path})
 
 
 def check_resumable(payload: dict, config: TrainConfig, training: TrainingData) -> None:
-    saved = config_module.from_dict(payload["train_config"])
+    saved = config_module.from_saved(payload["train_config"])
     differing = [
         name
         for name in config_module.resume_fixed_fields()

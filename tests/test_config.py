@@ -36,6 +36,10 @@ def test_saved_settings_round_trip_and_tolerate_other_versions():
     c = replace(TrainConfig(), hidden=64, resume="x.pth")
     assert config.from_dict(asdict(c)) == c
     assert config.from_dict({"hidden": 32, "from_a_newer_version": 1}).hidden == 32
+    # a run saved before --exclude-seen existed trained without it, and resumes so
+    saved = {k: v for k, v in asdict(c).items() if k != "exclude_seen"}
+    assert config.from_dict(saved).exclude_seen and not config.from_saved(saved).exclude_seen
+    assert config.from_saved(asdict(c)) == c
 
 
 def test_what_may_change_on_resume():
