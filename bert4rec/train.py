@@ -312,8 +312,12 @@ def run_epoch(
             targets = labels[labels != PAD_INDEX]
             with devices.autocast(device, amp_dtype):
                 logits = model(inputs, labels)
-            # [distributed] summed, then divided by the masked positions of every rank
-            batch_loss_sum = distributed.summed_loss(logits, targets)
+            # [distributed] summed, then divided by the masked positions of every rank; only
+            # reported when the step minimises another loss, so no graph is kept for it
+            steps_on_plain = step is not None and not exclude_seen
+            batch_loss_sum = distributed.summed_loss(
+                logits if steps_on_plain else logits.detach(), targets
+            )
             if step is not None:
                 step_logits, step_loss_sum = logits, batch_loss_sum
                 if exclude_seen:
