@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bert4rec import config, db, tuning
+from bert4rec import config, db, distributed, tuning
 from bert4rec.checkpoint import CheckpointError
 from bert4rec.data import DataError
 from bert4rec.train import TrainingError, TrainingInterrupted, config_for_resume, train
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> int:
     """The command line, also installed as `bert4rec-train`."""
-    return main()
+    return distributed.leave(main())
 
 
 if __name__ == "__main__":

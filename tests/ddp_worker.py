@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import train_model
-from bert4rec import files
+from bert4rec import distributed, files
 from bert4rec import train as training
 
 RANK = int(os.environ["RANK"])
@@ -56,4 +56,4 @@ if __name__ == "__main__":
         record_writes(Path(os.environ["WRITES_DIR"]))
     if os.environ.get("FAIL_RANK") == str(RANK):
         fail_in_second_epoch()
-    sys.exit(train_model.main(sys.argv[1:]))
+    sys.exit(distributed.leave(train_model.main(sys.argv[1:])))
