@@ -26,7 +26,8 @@ How a run is split over W processes (ranks)
   --dropout 0 the runs agree up to floating-point rounding).
 - Failures: torchrun stops every rank when one exits with an error, and each collective gives up
   after COLLECTIVE_TIMEOUT (a node lost in a multi-node run), so no rank waits forever; the
-  process group is always destroyed on the way out.
+  process group is always destroyed on the way out, and a finished rank ends with os._exit
+  (leave) rather than the interpreter's teardown, which sometimes aborted it.
 """
 
 from __future__ import annotations
