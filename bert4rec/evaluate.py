@@ -127,6 +127,7 @@ class Replay:
 class FittedBaselines(NamedTuple):
     report: dict[str, dict]  # name -> {"validation": ranking, "test": ranking, ...}
     ease: baselines.EASE | None  # at the lambda chosen on validation; None when skipped
+    recent: baselines.RecentEASE | None = None  # lambda and decay chosen on validation
 
 
 def fit_baselines(
@@ -136,10 +137,12 @@ def fit_baselines(
     mapping: ItemMapping,
     config: TrainConfig,
     lambdas: Sequence[float] = baselines.EASE_LAMBDAS,
+    decays: Sequence[float] = baselines.RECENCY_DECAYS,
 ) -> FittedBaselines:
-    """Fit the three baselines on the training sequences and rank the validation (and test)
-    targets with each. EASE's lambda is the one of `lambdas` with the best validation NDCG@10;
-    its test figures are of that lambda alone."""
+    """Fit the baselines on the training sequences and rank the validation (and test) targets
+    with each. EASE's lambda is the one of `lambdas` with the best validation NDCG@10, and
+    EASE-recent's (lambda, decay) the pair of `lambdas` x `decays` with the best one (a tie
+    goes to the longer decay); the test figures are of those settings alone."""
     report: dict[str, dict] = {}
     n = mapping.num_items
 
@@ -155,7 +158,8 @@ def fit_baselines(
     measure("popularity", baselines.MostPopular(train_sequences, n), started)
     reason = baselines.too_large(n) if config.baselines else "off (--no-baselines)"
     if reason is not None:
-        report["ItemKNN"] = report["EASE"] = {"skipped": reason}
+        for name in baselines.BASELINE_NAMES[1:]:
+            report[name] = {"skipped": reason}
         return FittedBaselines(report, None)
     started = time.perf_counter()
     users = baselines.history_matrix(train_sequences, n)
@@ -164,22 +168,45 @@ def fit_baselines(
     measure("ItemKNN", baselines.ItemKNN(gram), started)
     started = time.perf_counter() - gram_seconds
     solver = baselines.EaseSolver(users, gram)
+
+    def validation_ndcg(baseline) -> float:
+        scorer = baseline_scorer(baseline, mapping)
+        return evaluate(validation, scorer, mapping, config).ranking["NDCG@10"]
+
     tried: dict[float, float] = {}
+    tried_recent: dict[str, float] = {}
     best: baselines.EASE | None = None
+    best_recent: tuple[float, baselines.RecentEASE] | None = None
     for lam in lambdas:
         ease = baselines.EASE(solver, lam)
-        ndcg = evaluate(validation, baseline_scorer(ease, mapping), mapping, config)
-        tried[lam] = ndcg.ranking["NDCG@10"]
+        tried[lam] = validation_ndcg(ease)
         if best is None or tried[lam] > tried[best.lam]:
             best = ease
-    assert best is not None
+        for decay in sorted(decays, reverse=True):
+            recent = baselines.RecentEASE.from_ease(ease, decay)
+            ndcg = tried[lam] if np.isinf(decay) else validation_ndcg(recent)
+            tried_recent[f"lambda {lam:g}, decay {decay:g}"] = ndcg
+            if best_recent is None or ndcg > best_recent[0]:
+                best_recent = (ndcg, recent)
+    assert best is not None and best_recent is not None
     measure(
         "EASE",
         best,
         started,
         **{"lambda": best.lam, "validation_NDCG@10_by_lambda": tried},
     )
-    return FittedBaselines(report, best)
+    recent = best_recent[1]
+    measure(  # its seconds include EASE's: the two share each lambda's weights
+        baselines.ORDER_AWARE,
+        recent,
+        started,
+        **{
+            "lambda": recent.lam,
+            "decay": None if np.isinf(recent.decay) else recent.decay,  # None: no decay (JSON)
+            "validation_NDCG@10_by_setting": tried_recent,
+        },
+    )
+    return FittedBaselines(report, best, recent)
 
 
 def describe_baselines(report: dict[str, dict], part: str) -> str:
@@ -190,6 +217,9 @@ def describe_baselines(report: dict[str, dict], part: str) -> str:
             described.append(f"{name} {entry['skipped']}")
             continue
         lam = f" (lambda {entry['lambda']:g})" if "lambda" in entry else ""
+        if "decay" in entry:
+            decay = "none" if entry["decay"] is None else f"{entry['decay']:g}"
+            lam = f" (lambda {entry['lambda']:g}, decay {decay})"
         figures = entry[part]
         described.append(
             f"{name}{lam} HR@10 {figures['HR@10']:.4f} NDCG@10 {figures['NDCG@10']:.4f}"
