@@ -48,6 +48,7 @@ import gc
 import importlib
 import itertools
 import json
+import math
 import os
 import platform
 import shutil
@@ -212,11 +213,24 @@ class Check:
 
     def write(self) -> None:
         self.results["total_seconds"] = round(self.elapsed, 1)
-        files.write_json(self.args.out, self.results)
+        files.write_json(self.args.out, finite_json(self.results))
 
     def device_settings(self) -> dict:
         """TrainConfig fields that put training on this run's device."""
         return {"gpu": True} if self.device.type == "cuda" else {"device": self.device.type}
+
+
+def finite_json(value: Any) -> Any:
+    """`value` with each float that JSON cannot hold (a NaN loss of a diverged mixed-precision
+    run, an infinite gap) written as text, "nan" or "inf": files.write_json refuses them, and
+    the figures of the other parts must still be written."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: finite_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(item) for item in value]
+    return value
 
 
 def device_unusable(device: torch.device) -> str | None:

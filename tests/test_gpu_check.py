@@ -141,6 +141,18 @@ def test_a_failing_part_is_recorded_and_a_part_past_the_budget_skipped(tmp_path)
     ]
 
 
+def test_a_figure_json_cannot_hold_is_written_as_text_and_the_others_kept(tmp_path):
+    out = tmp_path / "g.json"
+    args = gpu_check.parse_args(["--device", "cpu", "--out", str(out), "--work", str(tmp_path)])
+    check = gpu_check.Check(args)
+    check.part("spec_default_amp", lambda: {"last_val_loss": float("nan"), "gaps": [float("inf")]})
+    check.part("torchrun_nccl", lambda: {"epoch_seconds": [1.5]})
+    parts = json.loads(out.read_text(encoding="utf-8"))["parts"]
+    assert parts["spec_default_amp"]["last_val_loss"] == "nan"
+    assert parts["spec_default_amp"]["gaps"] == ["inf"]
+    assert parts["torchrun_nccl"]["epoch_seconds"] == [1.5]
+
+
 def rows(*tops: list[tuple[int, float]]) -> list:
     """(user, Recommendations) rows as recommend_all_users gives them, one per list of
     (anime_id, probability), users 1, 2, ..."""
