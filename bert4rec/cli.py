@@ -2,7 +2,8 @@
 clear message and an exit code instead of a traceback.
 
 Exit codes: 0 done, 1 something failed that was not the user's doing (AniList down, disabled,
-unreachable, answering badly), 2 bad input (flags, files, the database), 130 interrupted.
+unreachable, answering badly), 2 bad input (flags, files, the database, data of another world
+than the store's), 130 interrupted.
 """
 
 from __future__ import annotations

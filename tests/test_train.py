@@ -155,7 +155,9 @@ def test_every_output_exists_and_is_valid(reference):
 
     saved_config = json.loads((out / "models/training_config.json").read_text(encoding="utf-8"))
     assert saved_config["hidden"] == 64 and saved_config["epochs"] == EPOCHS
-    assert set(saved_config) == set(asdict(TrainConfig()))
+    # Every setting, and the world the data came from (the planted store records none).
+    assert set(saved_config) == {*asdict(TrainConfig()), worlds.SETTINGS_FIELD}
+    assert saved_config[worlds.SETTINGS_FIELD] is None
 
     best = checkpoint.load_model(out / "models/best_model.pth")
     assert best.payload["epoch"] == record["best_epoch"]
