@@ -2,7 +2,11 @@
 
 Starts the simulator (synthetic titles and users, not AniList's), runs prepare_dataset.py,
 load_users.py and train_model.py against it exactly as a user would, stops it, and points at the
-outputs. Takes a few minutes on a 2-core CPU. `run_all --demo` runs this.
+outputs. Takes a few minutes on a 2-core CPU. `demo` (.bat / .sh) and `run_all --demo` run this.
+
+Its model is of the simulator's world (bert4rec/worlds.py): recommend.py refuses to score a real
+AniList list with it, and it never takes the place of a model trained on real data (it then
+writes to output/demo/).
 """
 
 from __future__ import annotations
@@ -15,13 +19,14 @@ import sys
 import time
 from pathlib import Path
 
+from bert4rec import commands, worlds
 from bert4rec.checkpoint import BEST_MODEL_FILE, TRAINING_CONFIG_FILE, OutputPaths
-from bert4rec.paths import DEFAULT_OUTPUT_DIR
+from bert4rec.paths import DEFAULT_OUTPUT_DIR, DEMO_DB_PATH
 from bert4rec.simulator import SYNTHETIC_NOTICE, FakeAniList, write_user_names
 from bert4rec.synthetic import generate_world
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-DEMO_DB = os.path.join("data", "demo.db")
+DEMO_DB = DEMO_DB_PATH
 # The simulator allows far more than AniList's 30 a minute, so the demo spends its time training.
 DEMO_RATE_LIMIT = 6000
 # A model sized for a few hundred synthetic users rather than AniList's thousands.
@@ -54,14 +59,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def holds_real_model(output: str, demo_db: str) -> bool:
-    """True when `output` has a model trained on another database than the demo's."""
+    """True when `output` has a model of another world than the simulator's (worlds.py), or,
+    for a model from before worlds were recorded, one trained on another database than the
+    demo's."""
     config_path = OutputPaths(Path(output)).models / TRAINING_CONFIG_FILE
     try:
         with open(config_path, encoding="utf-8") as f:
-            trained_on = json.load(f).get("db", "")
+            settings = json.load(f)
     except (OSError, ValueError):
         return False
-    return os.path.abspath(trained_on) != os.path.abspath(demo_db)
+    if not isinstance(settings, dict):
+        return False
+    world = settings.get(worlds.SETTINGS_FIELD)
+    if world:
+        return world != worlds.SIMULATOR
+    return os.path.abspath(settings.get("db", "")) != os.path.abspath(demo_db)
 
 
 def remove_database(path: str) -> None:
@@ -71,7 +83,7 @@ def remove_database(path: str) -> None:
 
 
 def run_stage(title: str, args: list[str]) -> None:
-    print(f"\n=== {title} ===\n$ python {' '.join(args)}", flush=True)
+    print(f"\n=== {title} ===\n$ {commands.python(*args)}", flush=True)
     code = subprocess.call([sys.executable, *args], cwd=ROOT)
     if code != 0:
         raise SystemExit(f"[ERROR] the demo stopped: {args[0]} exited with code {code}.")
@@ -117,9 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  plots:  {layout.plots}")
     print(f"  log:    {layout.log_file}")
     example = next(u.name for u in world.users if not u.private and len(u.entries) >= 30)
-    model_flag = "" if output == DEFAULT_OUTPUT_DIR else f" --model {output}"
-    print(f"Recommendations: python recommend.py --user {example}{model_flag}")
-    print("Real data next: put AniList user names in datas_user.txt, then run_all.")
+    model_flags = () if output == DEFAULT_OUTPUT_DIR else ("--model", output)
+    print(f"Recommendations: {commands.launcher('4_recommend', '--user', example, *model_flags)}")
+    print(
+        "  (a user of the simulator: this model refuses real AniList lists, being trained on "
+        "synthetic data)"
+    )
+    print(
+        "Real data next: put AniList user names in datas_user.txt, then run "
+        f"{commands.launcher('run_all')} (it never mixes with the demo's data)."
+    )
     return 0
 
 

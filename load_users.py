@@ -82,7 +82,7 @@ def main(args: argparse.Namespace) -> int:
     note = too_few_users_note(len(user_file.names), args.discover)
     if note:
         cli.say(note)
-    conn = db.connect(args.db)
+    conn = cli.open_store(args)
     if args.discover:
         require_catalogue(conn)
     loader = UserLoader(

@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    conn = db.connect(args.db)
+    conn = cli.open_store(args)
     client = cli.make_client(args)
     resume = saved_position(conn, args.count)
     walking = not only_links_missing(conn, args.count)

@@ -1,12 +1,17 @@
 """Stage 4: the trained model recommends anime.
 
-    python recommend.py --user NAME                  a user stored by load_users.py
-    python recommend.py --user NAME --live           any public AniList user, fetched now
-    python recommend.py --titles "Title A" "Title B" a history typed by hand, oldest first
-    python recommend.py --all-users --out recs.csv   every loaded user, batched
-    python recommend.py --user NAME --html FILE      also a page with covers, reasons and links
+    recommend.py --user NAME                  a stored user, else their list fetched from AniList
+    recommend.py --user NAME --live           fetch the list now even when it is stored
+    recommend.py --titles "Title A" "Title B" a history typed by hand, oldest first
+    recommend.py --all-users --out recs.csv   every loaded user, batched
+    recommend.py --user NAME --html FILE      also a page with covers, reasons and links
+
+NAME may also be @NAME or a profile address (https://anilist.co/user/NAME/). Run it with
+.venv's Python, or through 4_recommend (.bat / .sh), which asks for a name when given none.
 
 The work is done by bert4rec/recommender.py (Recommender); this file reads the flags and prints.
+A model reads only lists of the world it was trained on (bert4rec/worlds.py): a model of the
+simulator's synthetic data never scores a real AniList list, nor the other way round.
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ import sys
 
 from tqdm import tqdm
 
-from bert4rec import cli, db, files, page, paths
+from bert4rec import cli, commands, db, files, page, paths, worlds
 from bert4rec.config import DEVICES
 from bert4rec.filters import FORMATS, FilterError, Filters, make_filters
 from bert4rec.recommender import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MODEL_DIR,
     DEFAULT_TOP_K,
+    OpenedModel,
     Recommender,
     RecommendError,
     TitleHistory,
@@ -50,13 +56,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Recommend anime with the trained BERT4Rec model: the titles a user is "
         "most likely to watch next, never one already on their list.",
         epilog="Exit status: 0 done, 1 AniList failed or is unreachable, 2 bad input (no "
-        "model, no database, unknown user, no title matched...), 130 interrupted.",
+        "model, no database, no such AniList user, a private list, no title matched, a model "
+        "of the simulator's data asked about a real list or the other way round...), "
+        "130 interrupted.",
     )
     who = parser.add_mutually_exclusive_group()
     who.add_argument(
         "--user",
+        type=cli.user_name,
         metavar="NAME",
-        help="an AniList user: their list as stored by load_users.py (or fetched with --live)",
+        help="an AniList user: NAME, @NAME or the profile address (https://anilist.co/user/"
+        "NAME/); their list as load_users.py stored it, else fetched from AniList now",
     )
     who.add_argument(
         "--titles",
@@ -74,8 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--live",
         action="store_true",
-        help="with --user: fetch the user's current list from AniList (any public user, "
-        "also one never loaded); nothing is stored",
+        help="with --user: fetch the user's current list from AniList even when the database "
+        "holds it (a user it does not hold is fetched anyway); nothing is stored",
     )
     parser.add_argument(
         "--top",
@@ -282,6 +292,7 @@ def run_recommendations(args: argparse.Namespace) -> int:
     opened = open_model(args.model, device, cli.say)
     args.db = args.db or default_database(opened.loaded.payload)
     conn = db.connect(args.db, create=False)
+    args.world = model_world(opened, conn, args.db)
     catalogue = db.load_catalogue(conn)
     args.filters = filters_from(args, catalogue)
     args.rules = rules_from(args)
@@ -301,23 +312,70 @@ def run_recommendations(args: argparse.Namespace) -> int:
         if not typed.history.watched:
             raise RecommendError("none of the titles matched a title of the catalogue.")
         return show(recommender, typed.history, "the titles given", "titles", args, typed)
-    if args.live:
-        name, entries = fetch_list(cli.make_client(args), args.user)
-        source = "anilist"
-    else:
-        stored = db.load_history(conn, args.user)
-        if stored is None:
-            raise RecommendError(
-                f"{args.user} is not in {args.db}. Fetch their list from AniList with --live "
-                f"(recommend.py --user {args.user} --live), or add the name to "
-                f"{paths.DEFAULT_USERS_FILE} and run load_users.py."
-            )
-        name, entries, source = stored.user_name, stored.entries, "database"
+    name, entries, source = user_list(conn, args)
     history = history_from_entries(entries, include_planning=args.include_planning)
     if not history.watched:
-        where = "on AniList" if args.live else f"stored in {args.db} (try --live)"
+        where = "on AniList" if source == "anilist" else f"stored in {args.db} (try --live)"
         raise RecommendError(f"{name} has no watched titles {where}; nothing to start from.")
     return show(recommender, history, name, source, args)
+
+
+def model_world(opened: OpenedModel, conn: sqlite3.Connection, db_path: str) -> str | None:
+    """The world the model was trained on (worlds.py), or the store's when the model does not
+    say; RecommendError when the two differ."""
+    trained = worlds.of_settings(opened.loaded.payload.get("train_config"))
+    stored = worlds.of_store(conn)
+    if trained and stored and trained != stored:
+        raise RecommendError(
+            f"the model {opened.path} was trained on {worlds.describe(trained)}, but {db_path} "
+            f"holds {worlds.describe(stored)}: their ids name different titles. Leave out --db "
+            "to use the database the model was trained on, or train a model on this one."
+        )
+    return trained or stored
+
+
+def user_list(
+    conn: sqlite3.Connection, args: argparse.Namespace
+) -> tuple[str, tuple[db.ListEntry, ...], str]:
+    """(name, list entries, "database" or "anilist"): the stored list, else (and with --live)
+    the list fetched from AniList now, once it is sure the model can read that world's lists."""
+    if not args.live:
+        stored = db.load_history(conn, args.user)
+        if stored is not None:
+            return stored.user_name, stored.entries, "database"
+    url = cli.api_url(args)
+    check_list_world(args.world, url, args.user, args.model)
+    if not args.live:
+        learned = db.count_users_by_state(conn).get("loaded", 0)
+        cli.say(
+            f"{args.user} is not among the {learned} users in {args.db} (those the model "
+            f"learned from); fetching {args.user}'s list from {worlds.list_source(url)} ..."
+        )
+    name, entries = fetch_list(cli.make_client(args), args.user)
+    return name, entries, "anilist"
+
+
+def check_list_world(world: str | None, url: str, user: str, model: str) -> None:
+    """Refuse a live list from another world than the model's: the simulator's ids name other
+    titles on AniList, so the ranking would be confident nonsense."""
+    fetched_from = worlds.of_api_url(url)
+    if world is None or world == fetched_from:
+        return
+    if world == worlds.SIMULATOR:
+        advice = (
+            f"Train a model on real AniList data first ({commands.launcher('run_all')}), or "
+            "ask for a user of the simulator (--api-url with its address)."
+        )
+    else:
+        advice = (
+            "Leave out --api-url (and $ANILIST_API_URL) to read the list from AniList, or "
+            "point --model at a model trained on the simulator's data (the demo's)."
+        )
+    raise RecommendError(
+        f"the model in {model} was trained on {worlds.describe(world)}, but {user}'s list "
+        f"would come from {worlds.list_source(url)}: the model cannot score it (the same ids "
+        f"name other titles there). {advice}"
+    )
 
 
 def show(
@@ -425,7 +483,9 @@ def recommend_for_all(
 ) -> int:
     users = db.count_users_by_state(conn).get("loaded", 0)
     if not users:
-        raise RecommendError(f"no loaded users in {args.db}; run load_users.py first.")
+        raise RecommendError(
+            f"no loaded users in {args.db}; run {commands.launcher('2_load_users')} first."
+        )
     with tqdm(total=users, desc="Recommending", unit="user") as bar:
         rows = recommend_all_users(
             recommender,

@@ -3,9 +3,16 @@
 #   ./run_all.sh          real AniList data (about 2 min + 2 min per 50 users + training)
 #   ./run_all.sh --demo   the whole pipeline against the local AniList simulator (no network);
 #                         demo.py's options may follow (./run_all.sh --demo --epochs 5)
+# Run again after an interruption, each stage carries on where it stopped (training from its
+# last checkpoint of the same settings).
 cd "$(dirname "$0")" || exit 1
 if [ "${1:-}" = "--demo" ]; then
     exec ./scripts/step.sh demo.py "${@:2}"
+fi
+if [ "$#" -gt 0 ]; then
+    echo "[ERROR] run_all takes no options but --demo (demo.py's options may follow it)." >&2
+    echo "        To give a stage options, run it alone, e.g. ./3_train_model.sh --epochs 50" >&2
+    exit 2
 fi
 fail() {
     echo >&2

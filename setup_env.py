@@ -17,6 +17,9 @@ import subprocess
 import sys
 import venv
 
+# Standard library only, like this file: it renders the commands the messages print.
+from bert4rec import commands
+
 ROOT = os.path.dirname(os.path.abspath(__file__))
 MIN_PYTHON = (3, 9)
 # PyTorch's own package indexes: PyPI's Linux wheels are CUDA builds of several GB, and its
@@ -52,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--dev",
         action="store_true",
-        help="also install the test and lint tools (requirements-dev.txt), for test.sh / test.bat",
+        help="also install the test and lint tools (requirements-dev.txt), to run the tests",
     )
     parser.add_argument(
         "--reinstall-torch",
@@ -109,17 +112,18 @@ def install_torch(python: str, want_cuda: bool) -> bool:
 
 
 def report_device(python: str) -> None:
-    probe = (
-        "import torch\n"
+    probe = (  # the launchers to name come as arguments: a Windows path's \ is no escape then
+        "import sys, torch\n"
         "if torch.cuda.is_available():\n"
         "    print('GPU usable: ' + torch.cuda.get_device_name(0) + ' (CUDA ' "
-        "+ str(torch.version.cuda) + '). Use 3_train_model_gpu.')\n"
+        "+ str(torch.version.cuda) + '). Train with ' + sys.argv[1] + '.')\n"
         "elif getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available():\n"
         "    print('Apple GPU (MPS) usable: train with --device mps.')\n"
         "else:\n"
-        "    print('No usable GPU: training runs on the CPU (3_train_model).')\n"
+        "    print('No usable GPU: training runs on the CPU (' + sys.argv[2] + ').')\n"
     )
-    subprocess.call([python, "-c", probe])
+    launchers = [commands.launcher("3_train_model_gpu"), commands.launcher("3_train_model")]
+    subprocess.call([python, "-c", probe, *launchers])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,9 +184,14 @@ def main(argv: list[str] | None = None) -> int:
         os.makedirs(os.path.join(ROOT, folder), exist_ok=True)
     print("Folders data/ and output/ are ready.")
     report_device(python)
-    print("Setup finished. Next: run_all (or 1_prepare_anime, 2_load_users, 3_train_model).")
+    print(
+        f"Setup finished. Next: {commands.launcher('run_all')} (or the stages one by one: "
+        f"{commands.launcher('1_prepare_anime')}, {commands.launcher('2_load_users')}, "
+        f"{commands.launcher('3_train_model')}), or {commands.launcher('demo')} to try the "
+        "whole pipeline offline on synthetic data."
+    )
     if args.dev:
-        print("Tests: test.bat (Windows) or ./test.sh (Linux, macOS).")
+        print(f"Tests: {commands.launcher('test')}")
     return 0
 
 

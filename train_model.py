@@ -1,6 +1,8 @@
 """Stage 3: train BERT4Rec on the watch lists in data/bert.db.
 
-    python train_model.py --epochs 200 --batch-size 64 --gpu
+    train_model.py --epochs 200 --batch-size 64 --gpu
+    train_model.py --resume auto     carry on from the furthest checkpoint of the same settings
+    train_model.py --resume output/checkpoints/checkpoint_epoch_10.pth
 
 Every flag and its default comes from bert4rec/config.py (TrainConfig). Outputs go to output/
 (models/, plots/, checkpoints/, logs/); see bert4rec/train.py.
@@ -14,7 +16,13 @@ import sys
 from bert4rec import config, db, distributed, tuning
 from bert4rec.checkpoint import CheckpointError
 from bert4rec.data import DataError
-from bert4rec.train import TrainingError, TrainingInterrupted, config_for_resume, train
+from bert4rec.train import (
+    NothingToTrain,
+    TrainingError,
+    TrainingInterrupted,
+    config_for_resume,
+    train,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     given = config.given_settings(args)
     try:
-        if given.get("resume"):
+        if given.get("resume") not in (None, config.RESUME_AUTO, config.RESUME_NEW):
             settings = config_for_resume(given["resume"], given)
         else:
             settings = config.from_dict(given)
@@ -40,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     tuning.tune_for_training(settings)  # this process is ours: allocator, threads, oneDNN
     try:
         train(settings)
+    except NothingToTrain:
+        return 0  # the message is already on the console
     except TrainingInterrupted:
         return 130  # the message is already on the console
     except KeyboardInterrupt:

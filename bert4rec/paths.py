@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 DEFAULT_DB_PATH = os.path.join("data", "bert.db")
+DEMO_DB_PATH = os.path.join("data", "demo.db")  # the demo's own store (demo.py), made anew each run
 DEFAULT_OUTPUT_DIR = "output"
 DEFAULT_USERS_FILE = "datas_user.txt"
 

@@ -43,7 +43,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from . import blending, checkpoint, data, db, devices, files, paths, reasons
+from . import blending, checkpoint, commands, data, db, devices, files, paths, reasons
 from .anilist import AniListClient, NotFound, PrivateUser
 from .data import ItemMapping
 from .filters import NO_FILTERS, Filters
@@ -94,9 +94,10 @@ CSV_COLUMNS = (
 ANILIST_PAGE = "https://anilist.co/anime/{}"  # a title's page when the catalogue has no site_url
 
 TRAIN_FIRST = (
-    "Train one first: python train_model.py (or 3_train_model.bat / ./3_train_model.sh), or "
-    "point --model at a .pth file or the folder holding it."
+    f"Train one first ({commands.launcher('3_train_model')}, or {commands.launcher('run_all')} "
+    "for every stage), or point --model at a .pth file or the folder holding it."
 )
+TRAIN_AGAIN = f"train again ({commands.launcher('3_train_model')})"
 
 
 class RecommendError(Exception):
@@ -269,7 +270,7 @@ def read_mapping(path: Path) -> ItemMapping:
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise RecommendError(
             f"cannot read the item mapping {path} ({exc}). Use the item_mappings.json that "
-            "train_model.py wrote with the model."
+            f"training wrote with the model, or {TRAIN_AGAIN}."
         ) from exc
 
 
@@ -290,7 +291,7 @@ def check_same_mapping(model: ItemMapping, mapping: ItemMapping, what: str) -> N
         )
     raise RecommendError(
         f"{what} do not match: {why}. They come from different training runs; keep each "
-        f"model with the {MAPPING_FILE} written with it, or train again (train_model.py)."
+        f"model with the {MAPPING_FILE} written with it, or {TRAIN_AGAIN}."
     )
 
 
@@ -321,7 +322,7 @@ def open_model(
         raise RecommendError(
             f"cannot read the model {model_file}: the file is damaged or was not saved by "
             f"train_model.py. Point --model at another model file ({FINAL_MODEL_FILE}, or a "
-            "checkpoint in output/checkpoints/), or train again (train_model.py)."
+            f"checkpoint in output/checkpoints/), or {TRAIN_AGAIN}."
         )
     try:
         loaded = checkpoint.load_model(model_file, device)

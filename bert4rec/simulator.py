@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from . import commands
 from .synthetic import generate_world
 from .world import COVER_SIZES, SIMULATOR_URL, FakeUser, World, make_media
 
@@ -822,7 +823,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m bert4rec.simulator",
+        prog=commands.python("-m", "bert4rec.simulator"),
         description="Serve a synthetic AniList on 127.0.0.1 so the whole pipeline runs offline. "
         + SYNTHETIC_NOTICE,
     )

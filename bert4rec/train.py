@@ -25,7 +25,7 @@ import math
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from . import (
     baselines,
     blending,
     checkpoint,
+    commands,
     data,
     devices,
     distill,
@@ -47,6 +48,7 @@ from . import (
     files,
     metrics,
     plots,
+    worlds,
 )
 from . import config as config_module
 from .checkpoint import OutputPaths
@@ -76,6 +78,11 @@ LEAVE_ONE_OUT_PROTOCOL = (
 
 class TrainingError(Exception):
     """Training cannot start or go on. The message says what to do."""
+
+
+class NothingToTrain(Exception):
+    """--resume auto found this very training finished; the message (already logged) says
+    where its model is."""
 
 
 class TrainingInterrupted(Exception):
@@ -227,19 +234,10 @@ def config_for_resume(path: str, given: dict[str, Any]) -> TrainConfig:
 
 
 def check_resumable(payload: dict, config: TrainConfig, training: TrainingData) -> None:
-    saved = config_module.from_saved(payload["train_config"])
-    differing = [
-        name
-        for name in config_module.resume_fixed_fields()
-        if getattr(saved, name) != getattr(config, name)
-    ]
+    differing = settings_differ(payload, config)
     if differing:
-        described = ", ".join(
-            f"--{n.replace('_', '-')} {getattr(saved, n)} (now {getattr(config, n)})"
-            for n in differing
-        )
         raise checkpoint.CheckpointError(
-            f"{config.resume} was trained with other settings: {described}. Leave those flags "
+            f"{config.resume} was trained with other settings: {differing}. Leave those flags "
             "out to continue that run, or start a new run without --resume."
         )
     if payload["data_fingerprint"] != training.fingerprint():
@@ -253,6 +251,81 @@ def check_resumable(payload: dict, config: TrainConfig, training: TrainingData) 
             f"{config.resume} has already trained {payload['epoch']} of {config.epochs} epochs; "
             "give a larger --epochs to train further."
         )
+
+
+def settings_differ(payload: dict, config: TrainConfig) -> str | None:
+    """The settings a saved file was trained with that `config` changes ("--hidden 64 (now
+    32), ..."), among those a resumed run must keep; None when it keeps them all."""
+    saved = config_module.from_saved(payload["train_config"])
+    differing = [
+        name
+        for name in config_module.resume_fixed_fields()
+        if getattr(saved, name) != getattr(config, name)
+    ]
+    return (
+        ", ".join(
+            f"--{n.replace('_', '-')} {getattr(saved, n)} (now {getattr(config, n)})"
+            for n in differing
+        )
+        or None
+    )
+
+
+def resolve_resume(config: TrainConfig, paths: OutputPaths, training: TrainingData) -> TrainConfig:
+    """--resume auto and none made concrete: the furthest checkpoint in the output folder
+    trained with these settings on this data (the run carries on), else a new run, saying why.
+    NothingToTrain when the output folder's final model is this very training, finished."""
+    if config.resume == config_module.RESUME_NEW:
+        return replace(config, resume=None)
+    if config.resume != config_module.RESUME_AUTO:
+        return config
+    fingerprint = training.fingerprint()
+    finished_model = paths.models / checkpoint.FINAL_MODEL_FILE
+    finished = saved_run_differs(finished_model, config, fingerprint, kind="model")
+    if finished is None:
+        message = (
+            f"Nothing to train: {finished_model} holds this very training (the same settings "
+            f"and data), finished; the model to use is {paths.models / checkpoint.BEST_MODEL_FILE}"
+            ". To train it again from the start add --resume none; to train longer, a larger "
+            "--epochs."
+        )
+        log.info(message)
+        raise NothingToTrain(message)
+    why_new = []  # why the furthest checkpoint cannot be carried on from
+    for _, path in paths.saved_checkpoints():
+        differs = saved_run_differs(path, config, fingerprint, kind="training")
+        if differs is None:
+            log.info(f"Carrying on from {path}: the same settings and data (--resume auto).")
+            return replace(config, resume=str(path))
+        why_new.append(f"{path} {differs}")
+    why_new.append(f"no checkpoint in {paths.checkpoints} to carry on from")
+    log.info(f"Starting a new run (--resume auto): {why_new[0]}.")
+    return replace(config, resume=None)
+
+
+def saved_run_differs(
+    path: Path, config: TrainConfig, fingerprint: str, *, kind: str
+) -> str | None:
+    """Why the run saved in `path` is not the one `config` asks for, or None when it is: the
+    same settings, the same data and, for a finished model, at least config.epochs asked for
+    (a checkpoint must have epochs left to train)."""
+    if not path.is_file():
+        return "is missing"
+    try:
+        saved = checkpoint.load(path, kind=kind)
+    except checkpoint.CheckpointError as exc:
+        return f"cannot be read ({exc})"
+    differing = settings_differ(saved, config)
+    if differing:
+        return f"was trained with other settings: {differing}"
+    if saved["data_fingerprint"] != fingerprint:
+        return f"was trained on other data (the store {config.db} changed since)"
+    asked = saved["train_config"].get("epochs", 0)
+    if kind == "model" and asked < config.epochs:
+        return f"trained {asked} epochs, fewer than --epochs {config.epochs}"
+    if kind == "training" and saved["epoch"] >= config.epochs:
+        return f"has already trained {saved['epoch']} of the {config.epochs} epochs"
+    return None
 
 
 # --- one epoch ---------------------------------------------------------------------------------
@@ -594,6 +667,12 @@ class Run:
             "processes": distributed.world_size(),
         }
 
+    @property
+    def saved_settings(self) -> dict:
+        """training_config.json and every model file's train_config: the settings, and the
+        world the data came from (worlds.py), which recommend.py checks lists against."""
+        return {**asdict(self.config), worlds.SETTINGS_FIELD: self.training.world}
+
     def model_file(self, epoch: int) -> dict:
         last = {"val_loss": self.history.val_losses[-1]}
         last.update({name: self.history.val_ranking[name][-1] for name in RANKING_METRICS})
@@ -601,7 +680,7 @@ class Run:
             self.scoring_model,
             self.training.mapping,
             epoch=epoch,
-            train_config=asdict(self.config),
+            train_config=self.saved_settings,
             data_fingerprint=self.training.fingerprint(),
             metrics=last,
         )
@@ -668,6 +747,7 @@ def start_run(config: TrainConfig, paths: OutputPaths) -> Run:
         )
     training = training_data_for(config)
     log_data_summary(config, training.summary())
+    config = resolve_resume(config, paths, training)
     resumed = checkpoint.load(config.resume, kind="training") if config.resume else None
     if resumed is not None:
         check_resumable(resumed, config, training)
@@ -863,7 +943,7 @@ def write_run_files(run: Run) -> None:
     mapping = run.training.mapping.to_dict()
     files.write_pickle(run.paths.models / checkpoint.MAPPING_PICKLE_FILE, mapping)
     files.write_json(run.paths.models / checkpoint.MAPPING_JSON_FILE, mapping)
-    files.write_json(run.paths.models / checkpoint.TRAINING_CONFIG_FILE, asdict(run.config))
+    files.write_json(run.paths.models / checkpoint.TRAINING_CONFIG_FILE, run.saved_settings)
 
 
 def log_data_summary(config: TrainConfig, summary: dict) -> None:
@@ -903,7 +983,9 @@ def interrupted(run: Run, epoch: int, finished: dict | None) -> TrainingInterrup
         plots.write_all(TrainingHistory.from_dict(finished["history"]), run.paths.plots, run.report)
     message = (
         f"Interrupted in epoch {epoch}. Saved the state after epoch {done} to {path}.\n"
-        f"Resume with: python train_model.py --resume {path}"
+        f"Resume with: {commands.python('train_model.py', '--resume', str(path))}\n"
+        f"({commands.launcher('3_train_model')} and {commands.launcher('run_all')} carry on "
+        "by themselves: run the same command again.)"
     )
     log.info("\n" + message)
     return TrainingInterrupted(message, path)

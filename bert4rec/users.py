@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from bert4rec import db
+from bert4rec import commands, db
 from bert4rec.anilist import (
     AniListClient,
     ApiUnreachable,
@@ -51,7 +51,7 @@ def require_catalogue(conn: sqlite3.Connection) -> None:
     if db.anime_count(conn) == 0:
         raise MissingCatalogue(
             "--discover looks for recent watchers of the catalogue's most popular titles, but "
-            "the catalogue is empty: run prepare_dataset.py (1_prepare_anime) first"
+            f"the catalogue is empty: run {commands.launcher('1_prepare_anime')} first"
         )
 
 
@@ -264,6 +264,6 @@ def too_few_users_note(named: int, discover: int) -> str | None:
     return (
         f"note: {named} user names (+ --discover {discover}) are fewer than the about "
         f"{USEFUL_USERS} a useful model needs (README, Performance). Add names, or run "
-        f"load_users.py --discover {more} (run_all: ./2_load_users.sh --discover {more}) to "
-        "find more public users."
+        f"{commands.launcher('2_load_users', '--discover', str(more))} to find more public "
+        "users."
     )

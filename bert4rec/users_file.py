@@ -90,10 +90,33 @@ def parse_user_names(text: str) -> UserNames:
 
 def _name_from(content: str) -> tuple[str, str | None]:
     """(name, None) for a usable line, else ("", why not)."""
+    try:
+        return parse_user_name(content), None
+    except BadUserName as exc:
+        return "", exc.reason
+
+
+class BadUserName(ValueError):
+    """What was typed is no AniList user name; `reason` says why, after the text."""
+
+    def __init__(self, text: str, reason: str) -> None:
+        super().__init__(f"{text!r} {reason}")
+        self.reason = reason
+
+
+def parse_user_name(text: str) -> str:
+    """The user name in what someone typed or pasted: NAME, @NAME or a profile address
+    (https://anilist.co/user/NAME/, with or without the scheme, www. or a page after the name).
+    The one parser of user names: the user file, recommend.py --user and 4_recommend's prompt."""
+    content = text.strip()
     url = PROFILE_URL.match(content)
     name = url.group(1) if url else content.removeprefix("@")
     if any(c.isspace() for c in name):
-        return "", "holds spaces: put one name per line (AniList names have no spaces)"
+        raise BadUserName(content, "holds spaces: AniList names have none (a file has one a line)")
     if not NAME_PATTERN.fullmatch(name):
-        return "", "is not an AniList user name (letters and digits only, up to 20)"
-    return name, None
+        raise BadUserName(
+            content,
+            "is not an AniList user name (letters and digits only, up to 20) nor a profile "
+            "address (https://anilist.co/user/NAME/)",
+        )
+    return name

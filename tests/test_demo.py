@@ -13,6 +13,7 @@ import pytest
 from conftest import ROOT, fake_venv, plain_checkout
 from fakes import FAST
 
+from bert4rec import commands
 from bert4rec.anilist import AniListClient
 from bert4rec.simulator import FakeAniList
 from bert4rec.synthetic import generate_world
@@ -127,6 +128,9 @@ def test_run_all_demo_leaves_every_spec_output(clean_copy):
     metrics = json.loads((output / "plots" / "training_metrics.json").read_text())
     assert len(metrics["train_losses"]) == 2
     assert not (clean_copy / "data" / "bert.db").exists()  # the demo keeps its own database
+    settings = json.loads((output / "models" / "training_config.json").read_text())
+    assert settings["world"] == "simulator"  # recommend.py refuses real lists with this model
+    assert f"Recommendations: {commands.launcher('4_recommend', '--user')} " in out.stdout
 
 
 def test_demo_keeps_away_from_a_real_model(tmp_path):
@@ -139,3 +143,9 @@ def test_demo_keeps_away_from_a_real_model(tmp_path):
     (models / "training_config.json").write_text(json.dumps({"db": "data/demo.db"}))
     assert not demo.holds_real_model(str(tmp_path / "output"), "data/demo.db")
     assert not demo.holds_real_model(str(Path(tmp_path) / "nothing"), "data/demo.db")
+    # The world training recorded decides, whatever database it was.
+    config = models / "training_config.json"
+    config.write_text(json.dumps({"db": "data/demo.db", "world": "anilist"}))
+    assert demo.holds_real_model(str(tmp_path / "output"), "data/demo.db")
+    config.write_text(json.dumps({"db": "elsewhere.db", "world": "simulator"}))
+    assert not demo.holds_real_model(str(tmp_path / "output"), "data/demo.db")

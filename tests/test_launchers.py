@@ -19,6 +19,8 @@ SPEC_COMMANDS = {
     "3_train_model": "train_model.py --epochs 200 --batch-size 64",
     "3_train_model_gpu": "train_model.py --epochs 200 --batch-size 64 --gpu",
 }
+# What a launcher adds to the spec's command: training carries on after an interruption.
+ADDED = {"3_train_model": "--resume auto", "3_train_model_gpu": "--resume auto"}
 STEP_CALL = re.compile(r"scripts[\\/]step\.(?:bat|sh)\"?\s+(\S+\.py)((?:\s+[^%\"$\s]\S*)*)")
 
 
@@ -37,7 +39,7 @@ def python_calls(path: Path) -> list[tuple[str, list[str]]]:
 
 def test_every_bat_has_a_sh_twin_running_the_same_scripts():
     names = launcher_names()
-    assert {"setup", "run_all", *SPEC_COMMANDS} <= set(names)
+    assert {"setup", "run_all", "demo", *SPEC_COMMANDS} <= set(names)
     for name in names:
         sh = ROOT / f"{name}.sh"
         assert sh.is_file(), f"{name}.bat has no {name}.sh twin"
@@ -56,7 +58,7 @@ def test_bat_files_use_crlf_and_stop_on_errors():
 
 @pytest.mark.parametrize("name", sorted(SPEC_COMMANDS))
 def test_steps_run_the_spec_command(name):
-    expected = SPEC_COMMANDS[name].split()
+    expected = SPEC_COMMANDS[name].split() + ADDED.get(name, "").split()
     for ext in ("bat", "sh"):
         (script, args), *_ = python_calls(ROOT / f"{name}.{ext}")
         assert [script, *args] == expected, f"{name}.{ext}"
@@ -108,6 +110,42 @@ def test_step_sh_without_venv_says_run_setup(fake_project):
     out = subprocess.run([str(fake_project / "2_load_users.sh")], capture_output=True, text=True)
     assert out.returncode == 1
     assert "Run ./setup.sh first" in out.stderr
+
+
+def test_demo_and_run_all_demo_pass_the_demo_options_on(fake_project):
+    (fake_project / "demo.py").write_text("import sys\nprint('DEMO', sys.argv[1:])\n")
+    for command in (["demo.sh"], ["run_all.sh", "--demo"]):
+        out = subprocess.run(
+            [str(fake_project / command[0]), *command[1:], "--epochs", "5", "--users", "90"],
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 0, out.stderr
+        assert "DEMO ['--epochs', '5', '--users', '90']" in out.stdout, command
+
+
+def test_run_all_bat_hands_what_follows_demo_to_demo_py():
+    """cmd cannot run here: read how run_all.bat collects the options after --demo (a loop
+    of `shift /1`, which keeps %0, appending %1) and hands them to demo.py."""
+    text = (ROOT / "run_all.bat").read_text(encoding="utf-8")
+    loop = re.search(
+        r":next_demo_arg\r?\n(?:rem .*\r?\n)*shift /1\r?\nif \"%~1\"==\"\" goto :run_demo\r?\n"
+        r"set DEMO_ARGS=%DEMO_ARGS% %1\r?\ngoto :next_demo_arg",
+        text,
+    )
+    assert loop, "run_all.bat lost its loop over the options after --demo"
+    assert re.search(r"step\.bat\"? demo\.py %DEMO_ARGS%", text)
+
+
+def test_run_all_refuses_options_it_would_drop(fake_project):
+    (fake_project / "prepare_dataset.py").write_text("print('stage 1 ran')\n")
+    out = subprocess.run(
+        [str(fake_project / "run_all.sh"), "--epochs", "5"], capture_output=True, text=True
+    )
+    assert out.returncode == 2 and "stage 1 ran" not in out.stdout
+    assert "run_all takes no options but --demo" in out.stderr
+    bat = (ROOT / "run_all.bat").read_text(encoding="utf-8")
+    assert 'if not "%~1"=="" goto :usage' in bat and "run_all takes no options" in bat
 
 
 def test_run_all_sh_stops_at_the_first_failed_stage(fake_project):

@@ -206,7 +206,7 @@ def test_discover_needs_the_catalogue(tmp_path):
     users_file(tmp_path, "")
     refused = load("http://127.0.0.1:9/", tmp_path, "--discover", "5")
     assert refused.returncode == 2
-    assert "prepare_dataset.py" in refused.stderr and "Traceback" not in refused.stderr
+    assert "1_prepare_anime" in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_discover_finds_public_users_of_fitting_list_size(tmp_path):

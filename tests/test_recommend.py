@@ -21,7 +21,7 @@ from conftest import ROOT, fake_venv, run_script
 from fakes import FAST
 from planted import NOT_IN_CATALOGUE, TINY_TRAINING, make_store, part
 
-from bert4rec import cli, data, db
+from bert4rec import checkpoint, cli, commands, data, db, paths, worlds
 from bert4rec.recommender import (
     Recommender,
     RecommendError,
@@ -333,20 +333,95 @@ def test_live_user_from_the_fake_anilist(models, store, anilist):
     assert f"Title {part(6, 3)}" in again.stdout.splitlines()[3]  # rank 1
 
 
+def test_a_user_the_store_lacks_is_fetched_from_anilist_saying_so(models, store, anilist):
+    """Names, @names and profile addresses alike; no --live needed (what 4_recommend runs)."""
+    for typed in ("newcomer", "@Newcomer", "https://anilist.co/user/Newcomer/animelist"):
+        result = run_recommend(
+            models, store, "--user", typed, "--api-url", anilist.url, *FAST, "--json"
+        )
+        assert result.returncode == 0, (typed, result.stderr)
+        assert json.loads(result.stdout)["user"] == "Newcomer"
+        said = result.stderr.lower()
+        assert "newcomer is not among the 150 users in" in said, said
+        assert f"fetching newcomer's list from the anilist simulator at {anilist.url}" in said
+    stored = run_recommend(models, store, "--user", "anilist.co/user/user3", "--top", "2")
+    assert stored.returncode == 0 and "Top 2 for user3" in stored.stdout, stored.stderr
+    assert "fetching" not in stored.stderr
+
+
 def test_users_the_database_or_anilist_cannot_give(recommend_cli, models, store, anilist, capsys):
-    base = ["--model", str(models), "--db", str(store)]
-    assert recommend_cli(*base, "--user", "Newcomer") == 2
-    err = capsys.readouterr().err
-    assert "Newcomer is not in" in err and "--live" in err
-    live = ["--live", "--api-url", anilist.url, *FAST]
+    base = ["--model", str(models), "--db", str(store), "--api-url", anilist.url, *FAST]
     for name, message in [
         ("Nobody", "AniList has no user named 'Nobody'"),
         ("Hidden", "private"),
         ("Planner", "Planner has no watched titles on AniList"),
     ]:
-        assert recommend_cli(*base, "--user", name, *live) == 2, name
+        for live in ([], ["--live"]):
+            assert recommend_cli(*base, "--user", name, *live) == 2, name
+            err = capsys.readouterr().err
+            assert "error: " in err and message in err, err
+
+
+def test_a_name_that_is_no_name_or_an_unreachable_anilist_is_a_clear_error(
+    recommend_cli, models, store
+):
+    for typed, why in [
+        ("two words", "holds spaces"),
+        ("https://anilist.co/anime/5114/", "is not an AniList user name"),
+    ]:
+        result = run_recommend(models, store, "--user", typed)
+        assert result.returncode == 2 and f"'{typed}' {why}" in result.stderr, result.stderr
+    down = run_recommend(
+        models, store, "--user", "Newcomer", "--api-url", "http://127.0.0.1:9", "--max-retries",
+        "0", "--timeout", "2",
+    )  # fmt: skip
+    assert down.returncode == 1 and "Traceback" not in down.stderr
+    assert "cannot reach the AniList API at http://127.0.0.1:9" in down.stderr, down.stderr
+
+
+def model_of_world(folder: Path, world: str) -> Path:
+    """The model in `folder`, as training records a store's world (worlds.SETTINGS_FIELD)."""
+    path = folder / "best_model.pth"
+    payload = checkpoint.load(path)
+    payload["train_config"][worlds.SETTINGS_FIELD] = world
+    checkpoint.save(payload, path)
+    return folder
+
+
+def test_a_model_never_scores_a_list_of_another_world(
+    recommend_cli, model_copy, store, anilist, tmp_path, capsys
+):
+    """Checked before anything is fetched: AniList is out of reach here, so a fetch would end
+    with exit status 1, not this refusal."""
+    synthetic = model_of_world(model_copy, worlds.SIMULATOR)
+    base = ["--model", str(synthetic), "--db", str(store), *FAST, "--max-retries", "0"]
+    for live in ([], ["--live"]):
+        code = recommend_cli(*base, "--user", "Alice", "--api-url", paths.ANILIST_API_URL, *live)
         err = capsys.readouterr().err
-        assert err.startswith("error: ") and message in err, err
+        assert code == 2, err
+        assert "was trained on the AniList simulator's synthetic data" in err, err
+        assert "Alice's list would come from AniList: the model cannot score it" in err, err
+        assert commands.launcher("run_all") in err
+    # A user of its own world is scored.
+    assert recommend_cli(*base, "--user", "Newcomer", "--api-url", anilist.url, "--json") == 0
+    capsys.readouterr()
+
+    real = model_of_world(model_copy, worlds.ANILIST)
+    code = recommend_cli(
+        "--model", str(real), "--db", str(store), "--user", "Newcomer", "--api-url", anilist.url
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "was trained on real AniList data" in err, err
+    assert f"from the AniList simulator at {anilist.url}" in err and "Leave out --api-url" in err
+
+    # Nor a store of another world (the model knows its own).
+    other = Path(shutil.copy2(store, tmp_path / "synthetic.db"))
+    conn = db.connect(other)
+    worlds.claim_store(conn, worlds.SIMULATOR, str(other))
+    conn.close()
+    assert recommend_cli("--model", str(real), "--db", str(other), "--user", "user1") == 2
+    err = capsys.readouterr().err
+    assert f"but {other} holds the AniList simulator's synthetic data" in err, err
 
 
 def test_stored_user_table(models, store):
@@ -450,10 +525,10 @@ def test_missing_or_broken_inputs_are_one_clear_line(
     empty = tmp_path / "empty"
     empty.mkdir()
     cases = [
-        (tmp_path / "nothing", store, "no trained model at", "train_model.py"),
+        (tmp_path / "nothing", store, "no trained model at", "3_train_model"),
         (empty, store, "no trained model in", "3_train_model"),
         (truncated, store, "is damaged", "final_model.pth"),
-        (models, tmp_path / "no.db", "database not found", "load_users.py"),
+        (models, tmp_path / "no.db", "database not found", "2_load_users"),
     ]
     for model, database, message, advice in cases:
         code = recommend_cli("--model", str(model), "--db", str(database), "--user", "user1")

@@ -19,7 +19,18 @@ from conftest import ROOT, run_script
 from matplotlib.image import imread
 from planted import make_store
 
-from bert4rec import checkpoint, data, db, devices, evaluate, metrics, plots, tuning
+from bert4rec import (
+    checkpoint,
+    commands,
+    data,
+    db,
+    devices,
+    evaluate,
+    metrics,
+    plots,
+    tuning,
+    worlds,
+)
 from bert4rec import train as training
 from bert4rec.config import TrainConfig
 from bert4rec.model import BERT4Rec, ModelConfig
@@ -144,7 +155,9 @@ def test_every_output_exists_and_is_valid(reference):
 
     saved_config = json.loads((out / "models/training_config.json").read_text(encoding="utf-8"))
     assert saved_config["hidden"] == 64 and saved_config["epochs"] == EPOCHS
-    assert set(saved_config) == set(asdict(TrainConfig()))
+    # Every setting, and the world the data came from (the planted store records none).
+    assert set(saved_config) == {*asdict(TrainConfig()), worlds.SETTINGS_FIELD}
+    assert saved_config[worlds.SETTINGS_FIELD] is None
 
     best = checkpoint.load_model(out / "models/best_model.pth")
     assert best.payload["epoch"] == record["best_epoch"]
@@ -308,6 +321,65 @@ def test_ctrl_c_saves_the_last_finished_epoch_and_resumes_exactly(
     )
 
 
+def test_resume_auto_carries_on_the_same_training_else_says_why_it_starts_anew(
+    cli, tmp_path, monkeypatch, capsys
+):
+    """What 3_train_model and run_all do: run again after an interruption, training carries
+    on; run again once finished, nothing is trained; change a setting, it starts anew, saying
+    why. The store's world goes into training_config.json and the model files."""
+    store = make_store(tmp_path / "bert.db", users=120)
+    conn = db.connect(store)
+    worlds.claim_store(conn, worlds.SIMULATOR, str(store))
+    conn.close()
+    config = tiny_config(store, tmp_path / "out", epochs=3, checkpoint_every=0, resume="auto")
+    uninterrupted = training.train(replace(config, output=str(tmp_path / "whole")))
+    assert "Starting a new run (--resume auto): no checkpoint in" in capsys.readouterr().out
+
+    real_run_epoch = training.run_epoch
+    calls = {"n": 0}
+
+    def interrupt_in_epoch_2(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # train and validation of epoch 1, then epoch 2's training
+            raise KeyboardInterrupt
+        return real_run_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "run_epoch", interrupt_in_epoch_2)
+    with pytest.raises(training.TrainingInterrupted):
+        training.train(config)
+    monkeypatch.setattr(training, "run_epoch", real_run_epoch)
+    capsys.readouterr()
+
+    resumed = training.train(config)  # the same command again
+    said = capsys.readouterr().out
+    saved = tmp_path / "out/checkpoints/checkpoint_epoch_1.pth"
+    assert f"Carrying on from {saved}: the same settings and data" in said, said
+    assert "Epoch 2/3" in said and "Epoch 1/3" not in said
+    assert reproducible(resumed.to_dict()) == pytest.approx(
+        reproducible(uninterrupted.to_dict()), abs=1e-6
+    )
+    settings = json.loads((tmp_path / "out/models/training_config.json").read_text())
+    assert settings["world"] == worlds.SIMULATOR and settings["resume"] == str(saved)
+    best = checkpoint.load(tmp_path / "out/models/best_model.pth")
+    assert best["train_config"]["world"] == worlds.SIMULATOR
+
+    with pytest.raises(training.NothingToTrain, match="holds this very training"):
+        training.train(config)  # finished: the same command again trains nothing
+    capsys.readouterr()
+    argv = ["--db", str(store), "--output", str(tmp_path / "out"), "--resume", "auto"]
+    assert cli([*argv, *flags({**TINY, "epochs": 3, "checkpoint_every": 0})]) == 0
+    assert "Nothing to train: " in capsys.readouterr().out
+
+    changed = replace(config, hidden=32, epochs=1)
+    training.train(changed)
+    said = capsys.readouterr().out
+    assert (
+        f"Starting a new run (--resume auto): {saved} was trained with other settings: "
+        "--hidden 64 (now 32)" in said
+    ), said
+    assert "Epoch 1/1" in said
+
+
 @pytest.mark.skipif(os.name == "nt", reason="POSIX signal")
 def test_sigint_exits_cleanly_with_a_checkpoint(planted_db, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8"}
@@ -336,7 +408,7 @@ def test_sigint_exits_cleanly_with_a_checkpoint(planted_db, tmp_path):
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr
-    assert "Resume with: python train_model.py --resume" in stdout
+    assert f"Resume with: {commands.python('train_model.py', '--resume')}" in stdout
     saved = sorted(out.glob("checkpoints/checkpoint_epoch_*.pth"))
     assert len(saved) == 1 and checkpoint.load(saved[0], kind="training")["epoch"] >= 2
 
