@@ -33,10 +33,10 @@ DEMO_RATE_LIMIT = 6000
 DEMO_TRAIN_FLAGS = ("--hidden", "64", "--heads", "2", "--lr", "2e-3")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Run stages 1-3 against the local AniList simulator (synthetic data, no "
-        "network needed) and write the spec's outputs."
+        "network needed) and write the outputs a real run writes."
     )
     parser.add_argument(
         "--output",
@@ -55,7 +55,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--users", type=int, default=800, help="synthetic users (default: 800)")
     parser.add_argument("--epochs", type=int, default=30, help="training epochs (default: 30)")
     parser.add_argument("--seed", type=int, default=42, help="world seed (default: 42)")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def holds_real_model(output: str, demo_db: str) -> bool:

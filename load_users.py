@@ -25,7 +25,7 @@ from bert4rec.users import (
 from bert4rec.users_file import read_user_file
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Fetch the anime lists of the AniList users named in the user file (and, "
         "with --discover, of more public users) into the SQLite store. Each user takes 2 "
@@ -64,7 +64,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "first; mind AniList's terms on mass collection; default: %(default)s)",
     )
     cli.add_common_arguments(parser)
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -30,7 +30,7 @@ from bert4rec.catalogue import (
 )
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Fetch the most popular anime from AniList (by popularity, 50 per request, "
         "with their covers, AniList pages and relations to other titles in the same requests) "
@@ -47,7 +47,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="how many of the most popular anime to fetch (default: %(default)s)",
     )
     cli.add_common_arguments(parser)
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -51,7 +51,7 @@ from bert4rec.recommender import (
 from bert4rec.rules import DEFAULT_CONTINUE, FranchiseRules
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Recommend anime with the trained BERT4Rec model: the titles a user is "
         "most likely to watch next, never one already on their list.",
@@ -157,6 +157,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="where the model runs: auto picks cuda, then mps, then cpu (default: %(default)s)",
     )
     cli.add_api_arguments(parser)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not (args.user or args.titles or args.all_users):
         parser.error('say for whom: --user NAME, --titles "Title A" "Title B" ..., or --all-users')

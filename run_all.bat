@@ -1,6 +1,6 @@
 @echo off
 rem One click: stages 1, 2 and 3 in order, stopping at the first failure.
-rem   run_all.bat          real AniList data (about 2 min + 2 min per 50 users + training)
+rem   run_all.bat          real AniList data (about 2 min + 4 min per 50 users + training)
 rem   run_all.bat --demo   the whole pipeline against the local AniList simulator (no network);
 rem                        demo.py's options may follow (run_all.bat --demo --epochs 5)
 rem Run again after an interruption, each stage carries on where it stopped (training from its

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command: stages 1, 2 and 3 in order, stopping at the first failure.
-#   ./run_all.sh          real AniList data (about 2 min + 2 min per 50 users + training)
+#   ./run_all.sh          real AniList data (about 2 min + 4 min per 50 users + training)
 #   ./run_all.sh --demo   the whole pipeline against the local AniList simulator (no network);
 #                         demo.py's options may follow (./run_all.sh --demo --epochs 5)
 # Run again after an interruption, each stage carries on where it stopped (training from its

@@ -12,7 +12,7 @@ if not defined PY (
     python --version >nul 2>&1 && set "PY=python"
 )
 if not defined PY (
-    echo [ERROR] Python was not found. Install Python 3.10 or newer from
+    echo [ERROR] Python was not found. Install Python 3.9 or newer from
     echo         https://www.python.org/downloads/ and tick "Add python.exe to PATH",
     echo         then run setup.bat again.
     set "RC=1"

@@ -31,7 +31,7 @@ CUDA_INDEX = "https://download.pytorch.org/whl/cu126"
 FALLBACK_TORCH = "torch==2.13.0"
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Create .venv, install PyTorch and requirements.txt, create data/ and "
         "output/, and report whether a GPU is usable. Safe to run twice."
@@ -62,7 +62,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="install PyTorch again even when the environment already has it",
     )
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def venv_python(venv_dir: str) -> str:
@@ -160,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     elif not install_torch(python, want_cuda):
         print(
             "Installing PyTorch failed. Check the network connection, then run setup again. "
-            "See README.md, Troubleshooting."
+            "See docs/USER_GUIDE.md, Troubles."
         )
         return 1
 

@@ -11,7 +11,7 @@ bench/results/ml1m_ndcg_vs_time.png.
     python bench/bench_ml1m.py                  # the preset as it is
     python bench/bench_ml1m.py --epochs 20      # any train_model.py flag changes the run
 
-Goals (issue 6): test NDCG@10 >= 0.16 and HR@10 >= 0.28 within 60 minutes of training on the
+Goals: test NDCG@10 >= 0.16 and HR@10 >= 0.28 within 60 minutes of training on the
 benchmark machine (2 CPU cores). The validation curve is for watching training only; the
 figures that count are the test figures.
 """

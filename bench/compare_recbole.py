@@ -304,7 +304,7 @@ def compare(args: argparse.Namespace) -> dict:
     return summary
 
 
-SPEED_GOAL = 3.0  # issue 6: at least 3x RecBole's training throughput, with lower peak memory
+SPEED_GOAL = 3.0  # the goal: at least 3x RecBole's training throughput, with lower peak memory
 
 
 def medians(runs: list[dict]) -> dict:

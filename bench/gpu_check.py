@@ -15,12 +15,13 @@ goes to one JSON file (--out), rewritten after every part, and a summary is prin
 
 Parts, in order (the later ones are skipped when --budget-seconds would run out):
 - environment: GPU name and memory, torch, CUDA, cuDNN and NCCL versions, what --amp picks.
-- synthetic_store: a store like the spec's (3,000 titles; 3,900 users, of whom about 3,200 have
-  the 20 titles load_users.py asks for, so that about 45 training steps of 64 make an epoch, as
-  in the spec's console example), from the bundled AniList simulator's world
-  (bert4rec/synthetic.py) written straight into SQLite (bert4rec/db.py).
-- spec_default_fp32, spec_default_amp: the spec's default training (train_model.py's defaults:
-  batch 64, hidden 256, 2 layers, 4 heads, length 200) for a few epochs without and with --amp.
+- synthetic_store: a store of the original design's size (3,000 titles; 3,900 users, of whom
+  about 3,200 have the 20 titles load_users.py asks for, so that about 45 training steps of 64
+  make an epoch, as in the original design's console example), from the bundled AniList
+  simulator's world (bert4rec/synthetic.py) written straight into SQLite (bert4rec/db.py).
+- spec_default_fp32, spec_default_amp: the original design's default training (train_model.py's
+  defaults: batch 64, hidden 256, 2 layers, 4 heads, length 200) for a few epochs without and
+  with --amp.
 - ml1m_epoch_time: --preset ml1m for two epochs on the --ml1m-db store (bench/movielens.py).
 - torchrun_nccl: `torchrun --nproc_per_node=1` (torch.distributed.run) of train_model.py for
   one epoch, NCCL_DEBUG=INFO so that the log shows NCCL was used.
@@ -93,7 +94,7 @@ class Sizes:
     users: int = 3900  # about 3,200 kept: 2,880 training users, 45 steps of 64
     spec_epochs: int = 3
     ml1m_speed_epochs: int = 2
-    model: dict = field(default_factory=dict)  # over train_model.py's defaults (none: the spec's)
+    model: dict = field(default_factory=dict)  # over train_model.py's defaults (none: the design's)
 
 
 FULL = Sizes()
@@ -108,8 +109,9 @@ QUICK = Sizes(
 
 WHAT = {
     "environment": "the machine: GPU, memory, torch, CUDA, cuDNN, NCCL, what --amp picks",
-    "synthetic_store": "a spec-sized store from the simulator's world (bert4rec/synthetic.py)",
-    "spec_default_fp32": "the spec's default training on the synthetic store, --no-amp",
+    "synthetic_store": "a store of the original design's size from the simulator's world "
+    "(bert4rec/synthetic.py)",
+    "spec_default_fp32": "the original design's default training on the synthetic store, --no-amp",
     "spec_default_amp": "the same with --amp (bf16 on Ampere and newer, fp16 on Volta/Turing)",
     "ml1m_epoch_time": "--preset ml1m on the --ml1m-db store: seconds per epoch",
     "torchrun_nccl": "torchrun --nproc_per_node=1 train_model.py for one epoch (NCCL on CUDA)",
@@ -417,7 +419,8 @@ def epoch_figures(history: TrainingHistory, wall: float) -> dict:
 
 
 def changed_settings(config: TrainConfig) -> dict:
-    """The settings that differ from train_model.py's defaults (the rest are the spec's)."""
+    """The settings that differ from train_model.py's defaults (the rest are the original
+    design's)."""
     defaults = asdict(TrainConfig())
     skip = ("db", "output")
     return {k: v for k, v in asdict(config).items() if v != defaults[k] and k not in skip}

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from bert4rec import db
 from bert4rec.anilist import PAGE_DEPTH_CAP, PER_PAGE, AniListClient, CataloguePosition
 
-DEFAULT_COUNT = 3000  # the spec: the 3000 most popular anime
+DEFAULT_COUNT = 3000  # the original design: the 3000 most popular
 PROGRESS_KEY = "catalogue_walk"
 
 

@@ -30,8 +30,8 @@ from . import files
 from .data import ItemMapping
 from .model import BERT4Rec, ModelConfig
 
-# The output layout (the spec's), named once: train.py writes it, recommend.py and demo.py find
-# its files.
+# The output layout (the original design's), named once: train.py writes it, recommend.py and
+# demo.py find its files.
 MODELS_DIR = "models"
 PLOTS_DIR = "plots"
 CHECKPOINTS_DIR = "checkpoints"
@@ -41,7 +41,7 @@ LOG_FILE = "training.log"
 BEST_MODEL_FILE = "best_model.pth"  # the best epoch (--select-by): the one to use
 FINAL_MODEL_FILE = "final_model.pth"  # the last epoch
 MAPPING_JSON_FILE = "item_mappings.json"  # what loaders read
-MAPPING_PICKLE_FILE = "item_mappings.pkl"  # the spec's format
+MAPPING_PICKLE_FILE = "item_mappings.pkl"  # the original design's format
 TRAINING_CONFIG_FILE = "training_config.json"
 BLEND_FILE = "ease_blend.pth"  # EASE's weights and share, when blending won (blending.py)
 
@@ -53,7 +53,7 @@ CHECKPOINT_VERSION = 1
 
 
 class OutputPaths:
-    """The spec's output layout under one folder (--output)."""
+    """The original design's output layout under one folder (--output)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root

@@ -2,12 +2,13 @@
 
 `TrainConfig` is the single source of truth: `train_model.py --help` is generated from it,
 `output/models/training_config.json` is `asdict(config)`, and `flags_markdown()` renders the table
-the README shows. To add a setting, add one field with its help text; nothing else needs to change.
+docs/COMMANDS.md shows (docs/make_commands.py writes it). To add a setting, add one field with its
+help text; nothing else needs to change.
 
 Field metadata:
 - help: the sentence `--help` shows (the default is appended automatically).
 - type / choices / metavar: for argparse, where the default alone does not say.
-- shown_default: how --help and the README show a default that is not a plain value.
+- shown_default: how --help and docs/COMMANDS.md show a default that is not a plain value.
 - on_resume: "free" for settings that may change when a run is resumed (how long to train,
   where to write, which device); every other setting must match the checkpoint, because it
   changes what the network is or what it learns from.
@@ -107,9 +108,9 @@ class TrainConfig:
     )
     split: str = _setting(
         "user",
-        "user: hold out a share of users for validation (the spec's 9:1 split); leave-one-out: "
-        "every user's last title is the test target and the one before it the validation "
-        "target, the rest is trained on (the published benchmarks' protocol)",
+        "user: hold out a share of users for validation (the original design's 9:1 split); "
+        "leave-one-out: every user's last title is the test target and the one before it the "
+        "validation target, the rest is trained on (the published benchmarks' protocol)",
         choices=SPLITS,
     )
     max_seq_len: int = _setting(200, "most recent titles of each user the model sees")
@@ -331,7 +332,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "db": "data/ml1m.db",
         "output": "output/ml1m",
         # How we train it, to reach the published quality within an hour on 2 CPU cores
-        # (bench/bench_ml1m.py measures it; README, "Performance", tells how it was chosen).
+        # (bench/bench_ml1m.py measures it; docs/BENCHMARKS.md tells how it was chosen).
         "epochs": 400,
         "batch_size": 128,
         "lr": 4e-3,
@@ -420,7 +421,19 @@ def given_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def describe_preset(name: str) -> str:
-    return " ".join(f"--{_flag(k)} {v}" for k, v in PRESETS[name].items())
+    """The preset as the flags one would type for it: a switch as --x or --no-x (a switch that
+    is off by default and off in the preset needs no flag), every other setting as --x VALUE."""
+    typed = (_typed_flag(k, v) for k, v in PRESETS[name].items())
+    return " ".join(flag for flag in typed if flag)
+
+
+def _typed_flag(name: str, value: Any) -> str:
+    if not isinstance(value, bool):
+        return f"--{_flag(name)} {value}"
+    if value:
+        return f"--{_flag(name)}"
+    on_by_default = _default(next(f for f in fields(TrainConfig) if f.name == name))
+    return f"--no-{_flag(name)}" if on_by_default else ""
 
 
 def from_dict(values: dict[str, Any]) -> TrainConfig:
@@ -447,7 +460,7 @@ def to_dict(config: TrainConfig) -> dict[str, Any]:
 
 
 def flags_markdown() -> str:
-    """The README's table of train_model.py flags, generated from the defaults above."""
+    """The table of train_model.py flags in docs/COMMANDS.md, generated from the defaults above."""
     rows = ["| flag | default | meaning |", "| --- | --- | --- |"]
     for f in fields(TrainConfig):
         rows.append(f"| `--{_flag(f.name)}` | {_shown_default(f)} | {f.metadata['help']} |")

@@ -18,8 +18,8 @@ A user's sequence (the watch order)
     4. Users left with fewer than --min-items titles are dropped and counted.
 
 Splits (--split)
-    user (the spec's): users, not interactions, are split 9:1 into training and validation with
-    a fixed seed, so validation users are never seen in training.
+    user (the original design's): users, not interactions, are split 9:1 into training and
+    validation with a fixed seed, so validation users are never seen in training.
     leave-one-out (the published benchmarks'): every user takes part; the last title is the
     test target, the one before it the validation target, the rest is trained on. Validation
     ranks the second-to-last title from the titles before it, test the last title from all the

@@ -13,7 +13,7 @@ and a user's soft targets come from an EASE fitted on the other groups alone. An
 the user itself would hand back what it memorised of that very list (the masked titles score
 high because they are on it), and the network would learn to memorise from its teacher; on
 500 MyAnimeList users the cross-fitted teacher lifted validation NDCG@10 past ItemKNN's where
-the plain one stalled below it (README, Performance).
+the plain one stalled below it (docs/BENCHMARKS.md).
 
 The network stays the model that is saved and used; EASE only shapes its training. Cost: FOLDS
 EASE fits at the start (baselines.EaseSolver), FOLDS [vocab, titles] float32 tables held while

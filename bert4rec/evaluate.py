@@ -26,8 +26,8 @@ BLEND_WEIGHTS = tuple(i / 10 for i in range(11))  # the EASE share tried on vali
 
 
 class Evaluation(NamedTuple):
-    loss: float  # the spec's masked-title cross-entropy, the hidden target as the one mask
-    accuracy: dict[int, float]  # the spec's Top-K accuracy, same masks
+    loss: float  # the original design's masked-title cross-entropy, the hidden target masked
+    accuracy: dict[int, float]  # the original design's Top-K accuracy, same masks
     ranking: dict[str, float]  # HR/NDCG/MRR of next-title ranking (metrics.ranking_metrics)
     seconds: float
     ranks: torch.Tensor  # [cases] each target's 1-based rank, in the cases' order
@@ -287,7 +287,7 @@ def fit_blend(
     of the model alone and EASE alone by that many standard errors of the per-target
     difference, else that one is chosen. The best of eleven shares on a few hundred targets
     leads by about one standard error by chance alone (winner's curse), and on our stores the
-    test targets put such a mix a few users either side of EASE (README, Performance)."""
+    test targets put such a mix a few users either side of EASE (docs/BENCHMARKS.md)."""
 
     def measure(cases: NextItemCases, scorer: Scorer) -> Evaluation:
         return evaluate(cases, scorer, mapping, config, shared=shared)

@@ -1,9 +1,9 @@
 """What training measures, and the record it keeps.
 
 Two kinds of figures:
-- The spec's Top-K accuracy over masked positions: at every masked position, a hit when the
-  hidden title is among the K best-scored titles; accuracy = hits / masked positions, summed
-  over the whole epoch.
+- The original design's Top-K accuracy over masked positions: at every masked position, a hit
+  when the hidden title is among the K best-scored titles; accuracy = hits / masked positions,
+  summed over the whole epoch.
 - Next-title ranking, the way recommendations are used: each validation user's last title is
   hidden and the whole catalogue is ranked (full ranking, no sampled negatives), with the
   user's other titles excluded. HR@K is the share of users whose hidden title ranks in the top
@@ -137,7 +137,8 @@ def score_next_items(
     """Score every case once. `score` maps [B, L] inputs (history + MASK,
     data.next_item_inputs) and the B whole histories to [B, vocab] scores on the CPU. The
     ranks exclude each history's titles, padding and the special tokens, whatever the scores
-    say; the loss and the Top-K accuracy are the spec's masked-position measures, with the
+    say; the loss and the Top-K accuracy are the original design's masked-position
+    measures, with the
     hidden title as the one mask.
 
     Cases are scored in order of history length, so that a batch is padded only a little; the

@@ -11,7 +11,7 @@ history (what this module did before): it misses what several titles say at once
 seasons of a series, taking out any one of them still leaves the other two, so no season's
 removal lowers the fourth much, and a stray title that happened to move it more was named. On
 the tests' planted franchises (nine tiny networks, 62 chains learned in all) the part just
-before came first for 43 chains by occlusion and for 59 by the lift (README, Reasons).
+before came first for 43 chains by occlusion and for 59 by the lift (docs/ARCHITECTURE.md, Reasons).
 Why the lift and not the plain rise: a title that sharpens or flattens the whole distribution
 raises the log-probability of every unlikely title alike; without the correction one such title
 was the first reason of about 14 of a demo user's 20 recommendations (with it, about 6).

@@ -27,6 +27,7 @@ Fault kinds: see FAULT_KINDS. A World can come from fixtures or from a generator
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import re
@@ -819,9 +820,7 @@ def write_user_names(world: World, path: str, limit: int | None = None) -> int:
     return len(names)
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=commands.python("-m", "bert4rec.simulator"),
         description="Serve a synthetic AniList on 127.0.0.1 so the whole pipeline runs offline. "
@@ -842,7 +841,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FILE",
         help="also write the accounts' names to FILE, for load_users.py --users FILE",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     world = generate_world(args.media, args.users, seed=args.seed)
     if args.write_users:

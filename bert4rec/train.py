@@ -371,7 +371,7 @@ def run_epoch(
     step minimises its mix of the masked-title loss and the loss against its soft targets
     (distill.Teacher.step_loss_sum); with `exclude_seen` (--exclude-seen) both rank the hidden
     titles against the titles the sequence does not show (model.hide_shown_titles). The loss
-    and accuracy reported stay the spec's, over the whole catalogue."""
+    and accuracy reported stay the original design's, over the whole catalogue."""
     model.train(step is not None)
     accuracy = metrics.TopKAccuracy(TOP_K)
     loss_sum = torch.zeros((), device=device)
@@ -866,7 +866,8 @@ def train_epochs(run: Run) -> TrainingHistory:
 
 
 def train_one_epoch(run: Run, epoch: int, step: Any) -> bool:
-    """Train, validate, rank, print the spec's lines and record them; True on a new best."""
+    """Train, validate, rank, print the original design's lines and record them; True on a new
+    best."""
     log.info(f"\nEpoch {epoch}/{run.config.epochs}")
     log.info("-" * 40)
     learning_rate = run.scheduler.get_last_lr()[0]
@@ -937,7 +938,8 @@ def save_epoch(run: Run, epoch: int, improved: bool) -> None:
 
 def write_run_files(run: Run) -> None:
     """The mapping and settings, written first so best_model.pth is usable from epoch 1 on.
-    item_mappings.json is what loaders read; the pickle is the spec's format. Rank 0 only."""
+    item_mappings.json is what loaders read; the pickle is the original design's
+    format. Rank 0 only."""
     if not distributed.is_main_process():  # [distributed]
         return
     mapping = run.training.mapping.to_dict()

@@ -32,7 +32,7 @@ MAX_FAILURES_IN_A_ROW = 3  # then AniList is taken to be down and the run stops
 DISCOVER_MAX_ANIME = 3000
 DISCOVER_TITLES = 200  # most popular titles whose watchers are read, one page each
 # Fewer users than this make a weak model: on real MyAnimeList lists (bench/bench_anime.py,
-# README "Performance") EASE and the model keep gaining up to about 500 users and level off after.
+# docs/BENCHMARKS.md) EASE and the model keep gaining up to about 500 users and level off after.
 USEFUL_USERS = 500
 DISCOVER_PATIENCE = 20  # titles in a row that bring no new user before discovery gives up
 DONE_STATES = ("loaded", "too_few", "not_found", "private")  # skipped unless --refresh
@@ -263,7 +263,7 @@ def too_few_users_note(named: int, discover: int) -> str | None:
     more = USEFUL_USERS - named
     return (
         f"note: {named} user names (+ --discover {discover}) are fewer than the about "
-        f"{USEFUL_USERS} a useful model needs (README, Performance). Add names, or run "
+        f"{USEFUL_USERS} a useful model needs (docs/BENCHMARKS.md). Add names, or run "
         f"{commands.launcher('2_load_users', '--discover', str(more))} to find more public "
         "users."
     )

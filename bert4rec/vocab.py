@@ -3,7 +3,7 @@
     0            padding (never a title, never attended to)
     1 .. N       the catalogue's N titles, most popular first
     N + 1        MASK: the title to predict
-    N + 2        reserved: the spec's third special token, never an input or an output
+    N + 2        reserved: the original design's third special token, never an input or an output
 
 So the embedding and output tables have N + 3 rows, and only 1..N can ever be a target, a hit or
 a recommendation. Plain Python, so that the store side and the network can both import it.

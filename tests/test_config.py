@@ -9,14 +9,14 @@ from bert4rec import config
 from bert4rec.config import TrainConfig
 
 
-def test_the_spec_defaults():
+def test_the_original_designs_defaults():
     c = TrainConfig()
     assert (c.epochs, c.batch_size, c.max_seq_len, c.mask_prob) == (200, 64, 200, 0.15)
     assert (c.layers, c.heads, c.hidden, c.resolved_ff_dim) == (2, 4, 256, 1024)
     assert (c.checkpoint_every, c.val_fraction, c.db) == (10, 0.1, "data/bert.db")
 
 
-def test_every_setting_has_help_and_appears_in_the_readme_table():
+def test_every_setting_has_help_and_appears_in_the_flag_table():
     table = config.flags_markdown()
     for f in fields(TrainConfig):
         assert f.metadata["help"], f.name
@@ -74,7 +74,7 @@ def test_the_ml1m_preset_is_the_papers_network_and_typed_flags_win():
     paper = (c.hidden, c.resolved_ff_dim, c.layers, c.heads, c.dropout, c.max_seq_len, c.mask_prob)
     assert paper == (64, 256, 2, 2, 0.2, 200, 0.2)
     assert c.split == "leave-one-out" and c.db == "data/ml1m.db" and c.epochs == 3
-    # its figures were measured with the loss over the whole catalogue (README, Performance)
+    # its figures were measured with the loss over the whole catalogue (docs/BENCHMARKS.md)
     assert TrainConfig().exclude_seen and not c.exclude_seen
     names = {f.name for f in fields(TrainConfig)}
     for name, values in config.PRESETS.items():
@@ -82,8 +82,18 @@ def test_the_ml1m_preset_is_the_papers_network_and_typed_flags_win():
         assert config.describe_preset(name).startswith("--")
 
 
+@pytest.mark.parametrize("name", sorted(config.PRESETS))
+def test_a_preset_described_in_help_is_a_command_that_gives_the_preset(name):
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    described = config.describe_preset(name)
+    typed = config.given_settings(parser.parse_args(described.split()))
+    assert config.from_dict(typed) == config.from_dict(config.PRESETS[name])
+    assert "True" not in described and "False" not in described
+
+
 def test_split_choice_and_its_minimum():
-    assert TrainConfig().split == "user"  # the spec's 9:1 user split stays the default
+    assert TrainConfig().split == "user"  # the original design's 9:1 user split stays the default
     with pytest.raises(ValueError, match="--min-items"):
         replace(TrainConfig(), split="leave-one-out", min_items=2).validate()
     with pytest.raises(ValueError, match="--split"):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, fake_venv, run_script
 
-# What the spec (shared/MISSION.md) says each step runs.
+# What the original design says each step runs (docs/ARCHITECTURE.md, The original design).
 SPEC_COMMANDS = {
     "1_prepare_anime": "prepare_dataset.py --count 3000",
     "2_load_users": "load_users.py --min-anime 20",

@@ -70,7 +70,7 @@ def store(tmp_path_factory) -> Path:
 def models(store, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("trained")
     # --distill 0: the reasons are checked on a model of order alone, not one that also
-    # learned EASE's order-blind ranking (README, Performance).
+    # learned EASE's order-blind ranking (docs/BENCHMARKS.md).
     flags = [*TWO_LAYERS, "--distill", "0"]
     result = run_script("train_model.py", "--db", str(store), "--output", str(out), *flags)
     assert result.returncode == 0, result.stderr[-3000:]
