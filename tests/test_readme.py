@@ -172,7 +172,7 @@ def quick_start_block() -> list[list[str]]:
 
 def quick_demo_flags() -> list[str]:
     """The smaller demo the README offers for the impatient (the test's time budget)."""
-    offered = re.search(r"`\./run_all\.sh --demo (--[^`]+)`", read(README))
+    offered = re.search(r"`\./demo\.sh (--[^`]+)`", read(README))
     assert offered, "the README no longer offers a quick demo with smaller sizes"
     return offered.group(1).split()
 
@@ -182,7 +182,7 @@ def test_the_readme_quick_start_runs_as_written(clean_copy):  # noqa: F811
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     demo_user = None
     commands = quick_start_block()
-    assert [c[0] for c in commands] == ["./setup.sh", "./run_all.sh", "./4_recommend.sh"], (
+    assert [c[0] for c in commands] == ["./setup.sh", "./demo.sh", "./4_recommend.sh"], (
         "the quick start changed: teach this test its new steps"
     )
     for command in commands:
@@ -191,7 +191,7 @@ def test_the_readme_quick_start_runs_as_written(clean_copy):  # noqa: F811
         if command[0] == "./setup.sh":
             fake_venv(clean_copy)  # setup downloads PyTorch; the test has no network
             continue
-        if command[0] == "./run_all.sh":
+        if command[0] == "./demo.sh":
             command = [*command, *quick_demo_flags()]
         answer = f"{demo_user}\n" if command == ["./4_recommend.sh"] else None
         out = subprocess.run(
@@ -199,7 +199,7 @@ def test_the_readme_quick_start_runs_as_written(clean_copy):  # noqa: F811
             timeout=300,
         )  # fmt: skip
         assert out.returncode == 0, f"{command}: {out.stdout[-2000:]}{out.stderr[-2000:]}"
-        if command[0] == "./run_all.sh":
+        if command[0] == "./demo.sh":
             named = re.search(r"--user (\S+)", out.stdout)
             assert named, "the demo no longer prints a user to ask for: " + out.stdout[-500:]
             demo_user = named.group(1)
