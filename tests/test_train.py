@@ -86,7 +86,8 @@ def flags(settings: dict) -> list[str]:
 
 @pytest.fixture(scope="module")
 def planted_db(tmp_path_factory) -> Path:
-    return make_store(tmp_path_factory.mktemp("store") / "bert.db", users=200)
+    # 214 users: 43 validation, 11 test, and 160 trained on (as many as before test users)
+    return make_store(tmp_path_factory.mktemp("store") / "bert.db", users=214)
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +136,7 @@ def test_every_output_exists_and_is_valid(reference):
     assert all(len(v) == EPOCHS for v in record["val_ranking"].values())
     assert set(record["popularity_baseline"]) == set(metrics.RANKING_METRICS)
     assert all(v > 0 for v in record["train_sequences_per_second"])
-    assert record["data"]["validation_users"] == 40 and "full ranking" in record["ranking_protocol"]
+    assert record["data"]["validation_users"] == 43 and "full ranking" in record["ranking_protocol"]
 
     mapping_json = json.loads((out / "models/item_mappings.json").read_text(encoding="utf-8"))
     with open(out / "models/item_mappings.pkl", "rb") as handle:
@@ -489,8 +490,8 @@ def test_leave_one_out_validates_each_epoch_and_tests_the_best_model(planted_db,
     )
     history = training.train(config)
     record = read_metrics(tmp_path)
-    assert record["data"]["split"] == "leave-one-out" and record["data"]["test_users"] == 200
-    assert record["data"]["train_users"] == record["data"]["validation_users"] == 200
+    assert record["data"]["split"] == "leave-one-out" and record["data"]["test_users"] == 214
+    assert record["data"]["train_users"] == record["data"]["validation_users"] == 214
     assert record["ranking_protocol"].startswith("leave-one-out")
     assert len(history.val_ranking["NDCG@10"]) == 20 and len(history.val_losses) == 20
     assert history.test_epoch == history.best_epoch
@@ -499,7 +500,7 @@ def test_leave_one_out_validates_each_epoch_and_tests_the_best_model(planted_db,
     # The planted chains are learned: the test targets rank far above popularity's.
     assert history.test_ranking["HR@10"] > history.test_popularity_baseline["HR@10"] + 0.2
     log = (tmp_path / "logs/training.log").read_text(encoding="utf-8")
-    assert "Test (leave-one-out, 200 users, full ranking" in log
+    assert "Test (leave-one-out, 214 users, full ranking" in log
 
 
 def test_weight_average_is_validated_saved_and_resumed(planted_db, tmp_path):
@@ -606,7 +607,7 @@ def test_the_user_split_reports_its_test_users(reference):
     out, result = reference
     record = read_metrics(out)
     assert record["data"]["split"] == "user"
-    assert (record["data"]["validation_users"], record["data"]["test_users"]) == (40, 10)
+    assert (record["data"]["validation_users"], record["data"]["test_users"]) == (43, 11)
     assert "test users" in record["ranking_protocol"]
     assert set(record["test_ranking"]) == set(metrics.RANKING_METRICS)
     assert record["test_epoch"] == record["best_epoch"]
@@ -615,9 +616,9 @@ def test_the_user_split_reports_its_test_users(reference):
         assert set(record["baselines"][name]["test"]) == set(metrics.RANKING_METRICS), name
     assert set(record["blend"]["test"]) == set(metrics.RANKING_METRICS)
     assert "test" in record["blend"]["lead_over_ease"]
-    assert "Test (10 held-out test users, never chosen on, full ranking" in result.stdout
+    assert "Test (11 held-out test users, never chosen on, full ranking" in result.stdout
     log = (out / "logs/training.log").read_text(encoding="utf-8")
-    assert "40 validation (every choice is made on them) and 10 test users" in log
+    assert "43 validation (every choice is made on them) and 11 test users" in log
 
 
 def _poison_test_users(source: Path, target: Path, config: TrainConfig) -> list[int]:
