@@ -32,6 +32,10 @@ LEAVE_ONE_OUT_MIN_ITEMS = 3  # a title to train on, a validation and a test targ
 # --resume's words besides a checkpoint's path (train.resolve_resume).
 RESUME_AUTO = "auto"  # the furthest checkpoint of the same settings and data, if any
 RESUME_NEW = "none"  # a new run, whatever the output folder holds
+# The user split gives validation and test at least this many users each, or a tenth of the
+# users when there are fewer than 50 (so training keeps at least 80% of them): on the ~50
+# users of a first run their 5% shares would be 2 users, whose figures say nothing.
+MIN_HELD_OUT_USERS = 5
 
 
 def _setting(default: Any, help: str, **extra: Any) -> Any:
@@ -108,9 +112,11 @@ class TrainConfig:
     )
     split: str = _setting(
         "user",
-        "user: hold out a share of users for validation (the original design's 9:1 split); "
-        "leave-one-out: every user's last title is the test target and the one before it the "
-        "validation target, the rest is trained on (the published benchmarks' protocol)",
+        "user: hold out users for validation (every choice: best epoch, the baselines' "
+        "settings, the blend) and for test (reported, never chosen on), one user in 20 each by "
+        "default, so training keeps the original design's 9 in 10; leave-one-out: every user's "
+        "last title is the test target and the one before it the validation target, the rest is "
+        "trained on (the published benchmarks' protocol)",
         choices=SPLITS,
     )
     max_seq_len: int = _setting(200, "most recent titles of each user the model sees")
@@ -120,7 +126,17 @@ class TrainConfig:
         "needs at least 3",
     )
     val_fraction: float = _setting(
-        0.1, "share of users held out for validation (--split user, 9:1)"
+        0.05,
+        "share of users held out for validation, on which the best epoch, EASE's lambda and "
+        "the blend's share are chosen (--split user; at least 5 users, or a tenth of the users "
+        "when fewer than 50)",
+    )
+    test_fraction: float = _setting(
+        0.05,
+        "share of users held out for test, never trained or chosen on: the best model, the "
+        "baselines and the blend are reported on them once training ends (--split user; at "
+        "least 5 users, or a tenth of the users when fewer than 50; 0 = no test users)",
+        missing_means=0.0,
     )
     mask_prob: float = _setting(
         0.15, "share of each training sequence masked (at least one title per sequence)"
@@ -289,6 +305,11 @@ class TrainConfig:
             raise ValueError("--mask-prob must be above 0 and at most 1")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError("--val-fraction must be between 0 and 1 (exclusive)")
+        if not 0.0 <= self.test_fraction < 1.0 - self.val_fraction:
+            raise ValueError(
+                "--test-fraction must be at least 0 and below 1 - --val-fraction (training "
+                "needs users too)"
+            )
         if self.min_items < 2:
             raise ValueError("--min-items must be at least 2 (one title to hide, one to show)")
         if self.max_seq_len < 2:

@@ -18,8 +18,15 @@ A user's sequence (the watch order)
     4. Users left with fewer than --min-items titles are dropped and counted.
 
 Splits (--split)
-    user (the original design's): users, not interactions, are split 9:1 into training and
-    validation with a fixed seed, so validation users are never seen in training.
+    user (the original design's): users, not interactions, are split with a fixed seed into
+    training, validation and test users (by default 90%, 5% and 5%: the design's 9:1, its
+    held-out tenth halved), so held-out users are never seen in training. Every choice (the best
+    epoch, early stopping, the baselines' settings, the blend's share, the teacher) is made on
+    the validation users; the test users are only ranked once training ends, so their figures
+    are not flattered by having been chosen on. Both rank each user's last title from the titles
+    before it. With fewer than 100 users the 5% shares are raised to at least 5 users each, or a
+    tenth of the users when fewer than 50 (config.MIN_HELD_OUT_USERS); with --test-fraction 0
+    the split is the earlier two-way one, exactly (runs saved before test users resume so).
     leave-one-out (the published benchmarks'): every user takes part; the last title is the
     test target, the one before it the validation target, the rest is trained on. Validation
     ranks the second-to-last title from the titles before it, test the last title from all the
@@ -50,7 +57,7 @@ import numpy as np
 import torch
 
 from . import commands, db, vocab, worlds
-from .config import LEAVE_ONE_OUT_MIN_ITEMS, SPLITS
+from .config import LEAVE_ONE_OUT_MIN_ITEMS, MIN_HELD_OUT_USERS, SPLITS
 from .vocab import NUM_SPECIAL_TOKENS, PAD_INDEX
 
 MAPPING_FORMAT = "bert4rec-item-mapping"
@@ -206,10 +213,11 @@ class NextItemCases(NamedTuple):
 @dataclass(frozen=True)
 class TrainingData:
     """The sequences of one split. `train` is what training masks. For the user split,
-    `validation` holds the held-out users' whole sequences and `test` is empty. For
-    leave-one-out, every user is in all three, cut so that the last title of each is the target
-    to rank: `train` ends before the validation target, `validation` ends with it and `test` is
-    the whole sequence, ending with the test target."""
+    `validation` and `test` hold the held-out users' whole sequences, each user in one part
+    (`test` is empty with --test-fraction 0). For leave-one-out, every user is in all three,
+    cut so that the last title of each is the target to rank: `train` ends before the
+    validation target, `validation` ends with it and `test` is the whole sequence, ending with
+    the test target."""
 
     mapping: ItemMapping
     train: list[UserSequence]
@@ -235,7 +243,8 @@ class TrainingData:
 
     @property
     def test_cases(self) -> NextItemCases | None:
-        """Leave-one-out's test targets (None for the user split, which has no test set)."""
+        """Next-title ranking on test: each test sequence's last title, hidden (None when there
+        are no test users: the user split with --test-fraction 0)."""
         return hold_out_last([u.items for u in self.test]) if self.test else None
 
     def fingerprint(self) -> str:
@@ -244,14 +253,16 @@ class TrainingData:
         parts = (
             (self.train, self.validation, self.test) if self.test else (self.train, self.validation)
         )
-        for part in parts:  # the user split's fingerprint is what it was before leave-one-out
+        for part in parts:  # without test users, what it was before test users existed
             for user in part:
                 digest.update(np.int64(user.user_id).tobytes() + user.items.tobytes() + b"|")
             digest.update(b"#")
         return digest.hexdigest()[:16]
 
     def summary(self) -> dict:
-        whole = self.test if self.test else self.train + self.validation
+        whole = (
+            self.test if self.split == "leave-one-out" else self.train + self.validation + self.test
+        )
         lengths = [len(u.items) for u in whole]
         summary = {
             "split": self.split,
@@ -290,14 +301,36 @@ def load_sequences(
     return kept, len(histories), len(histories) - len(kept)
 
 
+def held_out_floor(users: int) -> int:
+    """The fewest validation (and test) users of a three-way user split: MIN_HELD_OUT_USERS,
+    or a tenth of the users when there are fewer than 10 x that (so training keeps 80%), or 1."""
+    return max(1, min(MIN_HELD_OUT_USERS, users // 10))
+
+
+def held_out_sizes(users: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+    """(validation users, test users) of the user split: each its share of `users`, rounded,
+    and at least held_out_floor; training keeps one user at least. With test_fraction 0 there
+    are no test users and validation is its share alone (at least 1): the two-way split runs
+    saved before test users trained on."""
+    if test_fraction <= 0:
+        return min(max(1, round(users * val_fraction)), users - 1), 0
+    floor = held_out_floor(users)
+    n_val = min(max(floor, round(users * val_fraction)), users - 2)
+    n_test = min(max(floor, round(users * test_fraction)), users - 1 - n_val)
+    return n_val, n_test
+
+
 def split_users(
-    users: Sequence[UserSequence], val_fraction: float, seed: int
-) -> tuple[list[UserSequence], list[UserSequence]]:
-    """(train, validation), by user, with a fixed seed; at least one user on each side."""
+    users: Sequence[UserSequence], val_fraction: float, seed: int, test_fraction: float = 0.0
+) -> tuple[list[UserSequence], list[UserSequence], list[UserSequence]]:
+    """(train, validation, test), by user, with a fixed seed (held_out_sizes). The users are
+    shuffled once and cut: validation first, then test, so the validation users are those of
+    the two-way split of the same seed whenever their number is the same."""
     ordered = sorted(users, key=lambda u: u.user_id)
     random.Random(seed).shuffle(ordered)
-    n_val = min(max(1, round(len(ordered) * val_fraction)), len(ordered) - 1)
-    return ordered[n_val:], ordered[:n_val]
+    n_val, n_test = held_out_sizes(len(ordered), val_fraction, test_fraction)
+    held_out = n_val + n_test
+    return ordered[held_out:], ordered[:n_val], ordered[n_val:held_out]
 
 
 def leave_one_out(
@@ -321,6 +354,7 @@ def prepare_training_data(
     val_fraction: float,
     seed: int,
     split: str = "user",
+    test_fraction: float = 0.0,
 ) -> TrainingData:
     """Read the store and build the mapping, the sequences and the split (module docstring).
 
@@ -348,19 +382,25 @@ def prepare_training_data(
             f"{db_path} has no users with a loaded anime list. Put AniList user names in "
             f"datas_user.txt and run {commands.launcher('2_load_users')} first."
         )
-    needed = 1 if split == "leave-one-out" else 2  # the user split needs one on each side
+    with_test = split == "user" and test_fraction > 0
+    needed = 1 if split == "leave-one-out" else 3 if with_test else 2  # one user in each part
     if len(users) < needed:
+        parts = "training, validation and test" if with_test else "training and validation"
+        remedies = f"Load more users ({commands.launcher('2_load_users')})" + (
+            ", lower --min-items or give --test-fraction 0 (no test users)"
+            if with_test
+            else " or lower --min-items"
+        )
         raise DataError(
-            f"too few users to split into training and validation: {len(users)} of {loaded} "
-            f"loaded users have at least {min_items} watched titles from the catalogue, and "
-            f"at least {needed} are needed. Load more users ({commands.launcher('2_load_users')}) "
-            "or lower --min-items."
+            f"too few users to split into {parts}: {len(users)} of {loaded} loaded users have "
+            f"at least {min_items} watched titles from the catalogue, and at least {needed} are "
+            f"needed. {remedies}."
         )
     if split == "leave-one-out":
         train, validation, test = leave_one_out(users)
-        return TrainingData(mapping, train, validation, loaded, dropped, split, test, world)
-    train, validation = split_users(users, val_fraction, seed)
-    return TrainingData(mapping, train, validation, loaded, dropped, split, world=world)
+    else:
+        train, validation, test = split_users(users, val_fraction, seed, test_fraction)
+    return TrainingData(mapping, train, validation, loaded, dropped, split, test, world)
 
 
 # --- masked batches ----------------------------------------------------------------------------

@@ -193,7 +193,7 @@ class TrainingHistory:
     epoch_seconds: list[float] = field(default_factory=list)
     learning_rates: list[float] = field(default_factory=list)
     popularity_baseline: dict[str, float] = field(default_factory=dict)  # constant over epochs
-    # name -> {"validation": ranking, "test": ranking (leave-one-out), "lambda", "seconds"} or
+    # name -> {"validation": ranking, "test": ranking (when tested), "lambda", "seconds"} or
     # {"skipped": why}: popularity, ItemKNN and EASE on the same targets (evaluate.fit_baselines)
     baselines: dict[str, dict] = field(default_factory=dict)
     # After training: the best model blended with EASE (evaluate.fit_blend); empty when not run
@@ -202,8 +202,9 @@ class TrainingHistory:
     best_val_loss: float | None = None  # the best epoch's
     select_by: str = "val-loss"  # what chose best_epoch (config.SELECTIONS)
     best_score: float | None = None  # the best epoch's figure of select_by
-    # Leave-one-out only, filled when training ends: the best model (best_model.pth) and
-    # the popularity baseline on the test targets.
+    # Filled when training ends where there are test targets (the user split's test users,
+    # leave-one-out's last titles): the best model (best_model.pth) and the popularity
+    # baseline on them.
     test_ranking: dict[str, float] = field(default_factory=dict)
     test_popularity_baseline: dict[str, float] = field(default_factory=dict)
     test_epoch: int = 0

@@ -67,6 +67,12 @@ RANKING_PROTOCOL = (
     "MASK, the whole catalogue is ranked (full ranking, no sampled negatives) with the user's "
     "other titles excluded; ties count against the hidden title"
 )
+USER_TEST_PROTOCOL = (
+    ". Test figures rank the last title of each test user the same way; test users are held "
+    "out like the validation users but nothing is chosen on them: they rank best_model.pth "
+    "(the epoch chosen on validation, --select-by), the baselines at the settings chosen on "
+    "validation and the blend at the share chosen on validation"
+)
 LEAVE_ONE_OUT_PROTOCOL = (
     "leave-one-out over all users: the last title of each user is the test target, the one "
     "before it the validation target, the rest is trained on; the target is replaced by MASK "
@@ -196,6 +202,7 @@ def training_data_for(config: TrainConfig) -> TrainingData:
         val_fraction=config.val_fraction,
         seed=config.seed,
         split=config.split,
+        test_fraction=config.test_fraction,
     )
 
 
@@ -433,7 +440,8 @@ def make_step(
 
 
 def test_best_model(run: Run) -> None:
-    """Leave-one-out: rank the test targets with best_model.pth (chosen on validation alone)."""
+    """Rank the test targets (test users, or leave-one-out's last titles) with best_model.pth,
+    the epoch chosen on validation alone."""
     cases = run.training.test_cases
     best = checkpoint.load(run.paths.models / checkpoint.BEST_MODEL_FILE, kind="model")
     run.scoring_model.load_state_dict(best["model_state"])
@@ -443,7 +451,7 @@ def test_best_model(run: Run) -> None:
     ).ranking
     run.history.test_epoch = best["epoch"]
     log.info(
-        f"\nTest (leave-one-out, {len(cases.targets)} users, full ranking, best model of epoch "
+        f"\nTest ({_test_users(run)}, full ranking, best model of epoch "
         f"{best['epoch']}): {_format_ranking(run.history.test_ranking)}\n  Baselines on the same "
         f"test targets: {evaluate.describe_baselines(run.history.baselines, 'test')}"
     )
@@ -660,9 +668,7 @@ class Run:
         """What training_metrics.json says besides the per-epoch series."""
         return {
             "data": self.training.summary(),
-            "ranking_protocol": (
-                LEAVE_ONE_OUT_PROTOCOL if self.config.split == "leave-one-out" else RANKING_PROTOCOL
-            ),
+            "ranking_protocol": ranking_protocol(self.training),
             "device": str(self.device),
             "processes": distributed.world_size(),
         }
@@ -949,13 +955,52 @@ def write_run_files(run: Run) -> None:
 
 
 def log_data_summary(config: TrainConfig, summary: dict) -> None:
+    test_users = summary.get("test_users", 0) if config.split == "user" else 0
+    parts = (
+        f"{summary['train_users']} training, {summary['validation_users']} validation (every "
+        f"choice is made on them) and {test_users} test users (reported, never chosen on)"
+        if test_users
+        else f"{summary['train_users']} training and {summary['validation_users']} validation users"
+    )
     log.info(
         f"Data: {config.db}: {summary['catalogue_titles']} titles; {summary['users_loaded']} "
         f"users loaded, {summary['users_dropped_too_few_items']} left out (fewer than "
-        f"{config.min_items} watched catalogue titles); {summary['train_users']} training and "
-        f"{summary['validation_users']} validation users; {summary['interactions']} titles "
-        f"watched, {summary['mean_sequence_length']:.1f} per user"
+        f"{config.min_items} watched catalogue titles); {parts}; {summary['interactions']} "
+        f"titles watched, {summary['mean_sequence_length']:.1f} per user"
     )
+    if test_users:
+        train, validation = summary["train_users"], summary["validation_users"]
+        log_held_out_minimum(config, train, validation, test_users)
+
+
+def log_held_out_minimum(config: TrainConfig, train: int, validation: int, test: int) -> None:
+    """Say so when few users raised validation or test above their share (data.held_out_floor):
+    the training share is then below the original design's 9 in 10."""
+    users = train + validation + test
+    shares = ((validation, config.val_fraction), (test, config.test_fraction))
+    if all(count <= round(users * share) for count, share in shares):
+        return
+    log.info(
+        f"Note: only {users} users, so validation and test get at least "
+        f"{data.held_out_floor(users)} users each, more than --val-fraction "
+        f"{config.val_fraction:g} and --test-fraction {config.test_fraction:g} of them; "
+        f"{train} users ({train / users:.0%}) are trained on"
+    )
+
+
+def ranking_protocol(training: TrainingData) -> str:
+    """How the ranking figures of training_metrics.json were measured, on which users."""
+    if training.split == "leave-one-out":
+        return LEAVE_ONE_OUT_PROTOCOL
+    return RANKING_PROTOCOL + (USER_TEST_PROTOCOL if training.test else "")
+
+
+def _test_users(run: Run) -> str:
+    """'leave-one-out, 200 users' or '25 held-out test users' (the log line of the test)."""
+    count = len(run.training.test)
+    if run.training.split == "leave-one-out":
+        return f"leave-one-out, {count} users"
+    return f"{count} held-out test users, never chosen on"
 
 
 def stop_if_not_finite(phase: str, loss: float, epoch: int, run: Run) -> None:

@@ -13,7 +13,9 @@ def test_the_original_designs_defaults():
     c = TrainConfig()
     assert (c.epochs, c.batch_size, c.max_seq_len, c.mask_prob) == (200, 64, 200, 0.15)
     assert (c.layers, c.heads, c.hidden, c.resolved_ff_dim) == (2, 4, 256, 1024)
-    assert (c.checkpoint_every, c.val_fraction, c.db) == (10, 0.1, "data/bert.db")
+    assert (c.checkpoint_every, c.db) == (10, "data/bert.db")
+    # the original design's 9:1 user split: the held-out tenth halved into validation and test users
+    assert (c.val_fraction, c.test_fraction) == (0.05, 0.05)
 
 
 def test_every_setting_has_help_and_appears_in_the_flag_table():
@@ -98,3 +100,14 @@ def test_split_choice_and_its_minimum():
         replace(TrainConfig(), split="leave-one-out", min_items=2).validate()
     with pytest.raises(ValueError, match="--split"):
         replace(TrainConfig(), split="random").validate()
+
+
+def test_test_users_are_a_setting_older_runs_lack():
+    saved = {k: v for k, v in asdict(TrainConfig()).items() if k != "test_fraction"}
+    assert config.from_saved(saved).test_fraction == 0.0  # trained without test users
+    assert config.from_dict(saved).test_fraction == TrainConfig().test_fraction
+    assert "test_fraction" in config.resume_fixed_fields()  # it changes the training users
+    replace(TrainConfig(), test_fraction=0.0).validate()
+    for bad in (-0.1, 0.95, 1.0):
+        with pytest.raises(ValueError, match="--test-fraction"):
+            replace(TrainConfig(), test_fraction=bad).validate()

@@ -386,3 +386,64 @@ def test_random_windows_cover_long_histories_and_repeat_per_epoch():
     again.set_epoch(7)
     windows.set_epoch(7)
     assert torch.equal(next(iter(again)).inputs, next(iter(windows)).inputs)
+
+
+# --- the user split's test users ------------------------------------------------------------------
+
+
+def _users_store(tmp_path, users: int):
+    lists = {u: _dated((10, 20, 30, 40, 50)[: 2 + u % 4]) for u in range(1, users + 1)}
+    return _store(tmp_path, lists)
+
+
+def test_test_users_are_held_out_apart_from_training_and_validation(tmp_path):
+    path = _users_store(tmp_path, 200)
+    kw = {"min_items": 2, "val_fraction": 0.05, "seed": 3}
+    split = data.prepare_training_data(path, test_fraction=0.05, **kw)
+    ids = [{u.user_id for u in part} for part in (split.train, split.validation, split.test)]
+    assert [len(part) for part in ids] == [180, 10, 10]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert ids[0] | ids[1] | ids[2] == set(range(1, 201))
+    # stable for a seed, another seed draws other test users
+    again = data.prepare_training_data(path, test_fraction=0.05, **kw)
+    assert [u.user_id for u in again.test] == [u.user_id for u in split.test]
+    assert again.fingerprint() == split.fingerprint()
+    other = data.prepare_training_data(path, test_fraction=0.05, **{**kw, "seed": 4})
+    assert {u.user_id for u in other.test} != ids[2]
+    # ranked like validation: each test user's last title from the titles before it
+    cases = split.test_cases
+    assert cases.targets.tolist() == [u.items[-1] for u in split.test]
+    assert [h.tolist() for h in cases.histories] == [u.items[:-1].tolist() for u in split.test]
+    summary = split.summary()
+    assert (summary["train_users"], summary["validation_users"], summary["test_users"]) == (
+        180,
+        10,
+        10,
+    )
+    everyone = data.prepare_training_data(path, **kw)  # no test users: the two-way split
+    assert summary["interactions"] == everyone.summary()["interactions"]
+    assert split.fingerprint() != everyone.fingerprint()  # test users are data of the run
+    # The validation users are those of the two-way split of the same seed and size.
+    two_way = data.prepare_training_data(path, **{**kw, "val_fraction": 0.05})
+    assert [u.user_id for u in two_way.validation] == [u.user_id for u in split.validation]
+
+
+@pytest.mark.parametrize(
+    ("users", "sizes"),
+    [(3, (1, 1)), (10, (1, 1)), (30, (3, 3)), (50, (5, 5)), (60, (5, 5)), (400, (20, 20))],
+)
+def test_few_users_still_give_validation_and_test_a_handful(users, sizes):
+    # The original design's ~50 users: 5% would be 2 users each; at least 5 (or a tenth of the users)
+    # each, so training keeps 80% at least.
+    assert data.held_out_sizes(users, 0.05, 0.05) == sizes
+    assert users - sum(sizes) >= min(users * 0.8, users - 2)
+    # Without test users the split is the earlier one, whatever the number of users.
+    assert data.held_out_sizes(users, 0.05, 0.0) == (max(1, round(users * 0.05)), 0)
+
+
+def test_too_few_users_for_a_test_user_say_how_to_do_without(tmp_path):
+    path = _users_store(tmp_path, 2)
+    with pytest.raises(data.DataError, match="--test-fraction 0"):
+        data.prepare_training_data(path, min_items=2, val_fraction=0.1, seed=0, test_fraction=0.1)
+    two = data.prepare_training_data(path, min_items=2, val_fraction=0.1, seed=0)
+    assert (len(two.train), len(two.validation), two.test_cases) == (1, 1, None)

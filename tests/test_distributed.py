@@ -95,7 +95,8 @@ def output_files(out: Path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
-    return make_store(tmp_path_factory.mktemp("store") / "bert.db", users=201)
+    # 43 validation users, 11 test users (ranked on rank 0 alone) and 161 training users
+    return make_store(tmp_path_factory.mktemp("store") / "bert.db", users=215)
 
 
 @pytest.fixture(scope="module")

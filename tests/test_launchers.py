@@ -19,7 +19,7 @@ SPEC_COMMANDS = {
     "3_train_model": "train_model.py --epochs 200 --batch-size 64",
     "3_train_model_gpu": "train_model.py --epochs 200 --batch-size 64 --gpu",
 }
-# What a launcher adds to the spec's command: training carries on after an interruption.
+# What a launcher adds to the original design's command: training carries on after an interruption.
 ADDED = {"3_train_model": "--resume auto", "3_train_model_gpu": "--resume auto"}
 STEP_CALL = re.compile(r"scripts[\\/]step\.(?:bat|sh)\"?\s+(\S+\.py)((?:\s+[^%\"$\s]\S*)*)")
 

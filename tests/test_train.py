@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import pickle
 import signal
@@ -96,7 +97,8 @@ def flags(settings: dict) -> list[str]:
 
 @pytest.fixture(scope="module")
 def planted_db(tmp_path_factory) -> Path:
-    return make_store(tmp_path_factory.mktemp("store") / "bert.db", users=200)
+    # 214 users: 43 validation, 11 test, and 160 trained on (as many as before test users)
+    return make_store(tmp_path_factory.mktemp("store") / "bert.db", users=214)
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +147,7 @@ def test_every_output_exists_and_is_valid(reference):
     assert all(len(v) == EPOCHS for v in record["val_ranking"].values())
     assert set(record["popularity_baseline"]) == set(metrics.RANKING_METRICS)
     assert all(v > 0 for v in record["train_sequences_per_second"])
-    assert record["data"]["validation_users"] == 40 and "full ranking" in record["ranking_protocol"]
+    assert record["data"]["validation_users"] == 43 and "full ranking" in record["ranking_protocol"]
 
     mapping_json = json.loads((out / "models/item_mappings.json").read_text(encoding="utf-8"))
     with open(out / "models/item_mappings.pkl", "rb") as handle:
@@ -560,8 +562,8 @@ def test_leave_one_out_validates_each_epoch_and_tests_the_best_model(planted_db,
     )
     history = training.train(config)
     record = read_metrics(tmp_path)
-    assert record["data"]["split"] == "leave-one-out" and record["data"]["test_users"] == 200
-    assert record["data"]["train_users"] == record["data"]["validation_users"] == 200
+    assert record["data"]["split"] == "leave-one-out" and record["data"]["test_users"] == 214
+    assert record["data"]["train_users"] == record["data"]["validation_users"] == 214
     assert record["ranking_protocol"].startswith("leave-one-out")
     assert len(history.val_ranking["NDCG@10"]) == 20 and len(history.val_losses) == 20
     assert history.test_epoch == history.best_epoch
@@ -570,7 +572,7 @@ def test_leave_one_out_validates_each_epoch_and_tests_the_best_model(planted_db,
     # The planted chains are learned: the test targets rank far above popularity's.
     assert history.test_ranking["HR@10"] > history.test_popularity_baseline["HR@10"] + 0.2
     log = (tmp_path / "logs/training.log").read_text(encoding="utf-8")
-    assert "Test (leave-one-out, 200 users, full ranking" in log
+    assert "Test (leave-one-out, 214 users, full ranking" in log
 
 
 def test_weight_average_is_validated_saved_and_resumed(planted_db, tmp_path):
@@ -668,3 +670,126 @@ def test_train_leaves_the_process_alone_and_the_script_tunes_it(monkeypatch, pla
         assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
     finally:
         torch.set_num_threads(threads)
+
+
+# --- the user split's test users ---------------------------------------------------------------
+
+
+def test_the_user_split_reports_its_test_users(reference):
+    out, result = reference
+    record = read_metrics(out)
+    assert record["data"]["split"] == "user"
+    assert (record["data"]["validation_users"], record["data"]["test_users"]) == (43, 11)
+    assert "test users" in record["ranking_protocol"]
+    assert set(record["test_ranking"]) == set(metrics.RANKING_METRICS)
+    assert record["test_epoch"] == record["best_epoch"]
+    assert record["test_popularity_baseline"] == record["baselines"]["popularity"]["test"]
+    for name in ("popularity", "ItemKNN", "EASE", "EASE-recent"):
+        assert set(record["baselines"][name]["test"]) == set(metrics.RANKING_METRICS), name
+    assert set(record["blend"]["test"]) == set(metrics.RANKING_METRICS)
+    assert "test" in record["blend"]["lead_over_ease"]
+    assert "Test (11 held-out test users, never chosen on, full ranking" in result.stdout
+    log = (out / "logs/training.log").read_text(encoding="utf-8")
+    assert "43 validation (every choice is made on them) and 11 test users" in log
+
+
+def _poison_test_users(source: Path, target: Path, config: TrainConfig) -> list[int]:
+    """A copy of the store in which every test user watched their titles in reverse order:
+    other targets, other histories. Returns the test users' ids."""
+    target.write_bytes(source.read_bytes())
+    split = training.training_data_for(config)
+    conn = db.connect(target)
+    for user in split.test:
+        ids = [split.mapping.anime_id(int(i)) for i in user.items[::-1]]
+        entries = [
+            db.ListEntry(a, "COMPLETED", completed_at=f"2020-01-{day + 1:02d}")
+            for day, a in enumerate(ids)
+        ]
+        db.store_user_list(conn, user.user_name, user.user_id, entries)
+    conn.close()
+    return [u.user_id for u in split.test]
+
+
+def _without_test(entry: dict) -> dict:
+    """A report entry without what is measured on test (and timings)."""
+    kept = {k: v for k, v in entry.items() if k not in ("test", "seconds")}
+    if "lead_over_ease" in kept:
+        kept["lead_over_ease"] = {k: v for k, v in kept["lead_over_ease"].items() if k != "test"}
+    return kept
+
+
+def test_no_choice_reads_the_test_users(planted_db, tmp_path):
+    """Poisoned test users (their lists reversed) change the test figures and nothing else:
+    the epochs, the best one, EASE's lambda, EASE-recent's setting, the blend's share and the
+    saved model are the same, so none of them was chosen on the test users."""
+    clean = tiny_config(planted_db, tmp_path / "clean", epochs=3, checkpoint_every=0)
+    poisoned_db = tmp_path / "poisoned.db"
+    test_ids = _poison_test_users(planted_db, poisoned_db, clean)
+    poisoned = replace(clean, db=str(poisoned_db), output=str(tmp_path / "poisoned"))
+    assert [u.user_id for u in training.training_data_for(poisoned).test] == test_ids
+    runs = [training.train(c) for c in (clean, poisoned)]
+    a, b = (r.to_dict() for r in runs)
+    assert reproducible(a) == reproducible(b)
+    assert a["best_score"] == b["best_score"] and a["test_epoch"] == b["test_epoch"]
+    for name in a["baselines"]:
+        assert _without_test(a["baselines"][name]) == _without_test(b["baselines"][name]), name
+    assert _without_test(a["blend"]) == _without_test(b["blend"])
+    # the poison reached the test figures
+    assert a["test_ranking"] != b["test_ranking"]
+    assert a["baselines"]["EASE"]["test"] != b["baselines"]["EASE"]["test"]
+    best = [
+        checkpoint.load(tmp_path / run / "models/best_model.pth", kind="model")["model_state"]
+        for run in ("clean", "poisoned")
+    ]
+    assert all(torch.equal(best[0][n], best[1][n]) for n in best[0])
+
+
+def test_a_run_saved_before_test_users_resumes_as_it_trained(planted_db, tmp_path):
+    """A checkpoint whose settings lack --test-fraction trained every held-out user as
+    validation: it resumes so (same users, same fingerprint) and reports no test."""
+    config = tiny_config(
+        planted_db,
+        tmp_path / "a",
+        epochs=2,
+        checkpoint_every=1,
+        test_fraction=0,
+        baselines=False,  # not what is checked here, and they take time
+        distill=0.0,
+    )
+    uninterrupted = training.train(config)
+    assert not uninterrupted.test_ranking
+    path = tmp_path / "a/checkpoints/checkpoint_epoch_1.pth"
+    older = checkpoint.load(path, kind="training")
+    del older["train_config"]["test_fraction"]
+    checkpoint.save(older, path)
+    resumed_config = training.config_for_resume(str(path), {"output": str(tmp_path / "b")})
+    assert resumed_config.test_fraction == 0.0
+    resumed = training.train(resumed_config)
+    assert reproducible(resumed.to_dict()) == pytest.approx(
+        reproducible(uninterrupted.to_dict()), abs=1e-6
+    )
+    assert not resumed.test_ranking and "test_users" not in read_metrics(tmp_path / "b")["data"]
+
+
+def test_few_users_are_told_why_training_keeps_less_than_nine_in_ten(tmp_path):
+    config = tiny_config(_store_with(tmp_path, 50), tmp_path / "out", val_fraction=0.05)
+    summary = training.training_data_for(config).summary()
+    assert (summary["validation_users"], summary["test_users"]) == (5, 5)
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    level = training.log.level
+    training.log.addHandler(handler)
+    training.log.setLevel(logging.INFO)
+    try:
+        training.log_data_summary(config, summary)
+        many = replace(config, db=str(make_store(tmp_path / "many.db", users=200)))
+        training.log_data_summary(many, training.training_data_for(many).summary())
+    finally:
+        training.log.removeHandler(handler)
+        training.log.setLevel(level)
+    notes = [line for line in lines if line.startswith("Note:")]
+    assert notes == [
+        "Note: only 50 users, so validation and test get at least 5 users each, more than "
+        "--val-fraction 0.05 and --test-fraction 0.05 of them; 40 users (80%) are trained on"
+    ]
