@@ -433,8 +433,8 @@ def test_test_users_are_held_out_apart_from_training_and_validation(tmp_path):
     [(3, (1, 1)), (10, (1, 1)), (30, (3, 3)), (50, (5, 5)), (60, (5, 5)), (400, (20, 20))],
 )
 def test_few_users_still_give_validation_and_test_a_handful(users, sizes):
-    # The original design's ~50 users: 5% would be 2 users each; at least 5 (or a tenth of the users)
-    # each, so training keeps 80% at least.
+    # The original design's ~50 users: 5% would be 2 users each; at least 5 (or a tenth of the
+    # users) each, so training keeps 80% at least.
     assert data.held_out_sizes(users, 0.05, 0.05) == sizes
     assert users - sum(sizes) >= min(users * 0.8, users - 2)
     # Without test users the split is the earlier one, whatever the number of users.
