@@ -377,7 +377,8 @@ def test_best_model(run: Run) -> None:
 
 
 def fit_baselines(run: Run) -> None:
-    """Popularity, ItemKNN and EASE on the validation (and test) targets, once per run."""
+    """Popularity, ItemKNN, EASE and EASE-recent (baselines.BASELINE_NAMES) on the validation
+    (and test) targets, once per run, each at the settings chosen on validation."""
     cases, test = run.cases, run.training.test_cases
     run.fitted = evaluate.fit_baselines(
         run.training.train_sequences, cases, test, run.training.mapping, run.config
