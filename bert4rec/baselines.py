@@ -31,9 +31,9 @@ per lambda), or, with fewer users U than titles, decomposes a U x U matrix once 
 N^2 U operations per lambda (500 users x 5,347 titles: the six lambdas, ranked on validation and
 test, in 4.4 s instead of 24). ItemKNN's settings share one X'X: each costs an N^2 cosine,
 an argpartition of each row (ROW_BLOCK rows at a time) and a validation ranking; EASE-recent
-reuses each lambda's B and costs a validation ranking per decay. Past MAX_DENSE_TITLES titles both are skipped with a stated
-reason (`too_large`) rather than risking an out-of-memory crash: 12,000 titles are 1.2 GB per
-float64 matrix.
+reuses each lambda's B and costs a validation ranking per decay. Past MAX_DENSE_TITLES titles
+all three are skipped with a stated reason (`too_large`) rather than risking an out-of-memory
+crash: 12,000 titles are 1.2 GB per float64 matrix.
 """
 
 from __future__ import annotations
