@@ -38,6 +38,7 @@ crash: 12,000 titles are 1.2 GB per float64 matrix.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -163,6 +164,16 @@ class ItemKNN:
         self.neighbours = neighbours  # None: every title
         self.shrinkage = float(shrinkage)
         self.similarity = nearest_only(cosine(gram, shrinkage), neighbours)
+
+    def nearest(self, neighbours: int | None) -> ItemKNN:
+        """The same similarity with each row cut to its `neighbours` most similar titles (of
+        an ItemKNN that keeps every title)."""
+        if self.neighbours is not None:
+            raise ValueError("nearest() cuts an ItemKNN that keeps every title")
+        cut = copy.copy(self)
+        cut.neighbours = neighbours
+        cut.similarity = nearest_only(self.similarity, neighbours)
+        return cut
 
     def scores(self, histories: Sequence[np.ndarray]) -> np.ndarray:
         users = history_matrix(histories, self.similarity.shape[0])

@@ -164,6 +164,28 @@ def test_recent_ease_without_decay_is_ease():
     assert recent.describe() == "lambda 10, every title alike"
 
 
+def test_the_grid_ranks_as_evaluate_does(monkeypatch):
+    """Settings are chosen on evaluate.baseline_ranks, a lighter path: it must give evaluate's
+    own ranks (ties against the target included: ItemKNN's cut leaves many zero scores)."""
+    monkeypatch.setattr(evaluate, "GRID_BATCH", 7)  # several batches
+    rng = np.random.default_rng(2)
+    sequences = [
+        rng.choice(np.arange(1, 31), size=rng.integers(3, 12), replace=False) for _ in range(40)
+    ]
+    cases = data.hold_out_last(sequences)
+    mapping = ItemMapping(tuple(range(101, 131)))
+    ease = baselines.EASE(baselines.EaseSolver.from_sequences(sequences, 30), 50.0)
+    for baseline in (
+        baselines.MostPopular(sequences, 30),
+        baselines.ItemKNN(baselines.co_occurrence(sequences, 30), neighbours=2),
+        ease,
+        baselines.RecentEASE.from_ease(ease, 1.0),
+    ):
+        scorer = evaluate.baseline_scorer(baseline, mapping)
+        expected = evaluate.evaluate(cases, scorer, mapping, TrainConfig()).ranks
+        assert evaluate.baseline_ranks(baseline, cases).tolist() == expected.tolist()
+
+
 def test_a_catalogue_past_the_limit_is_skipped_with_a_reason():
     assert baselines.too_large(baselines.MAX_DENSE_TITLES) is None
     reason = baselines.too_large(baselines.MAX_DENSE_TITLES + 1)
