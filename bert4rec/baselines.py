@@ -9,8 +9,11 @@ does. Numpy only.
 
 - Most popular: how many training users watched each title, ties broken by catalogue
   popularity (the lower index first).
-- ItemKNN: cosine similarity between titles' user columns, summed over the history's titles
-  (Sarwar et al. 2001, without a neighbourhood cut).
+- ItemKNN: cosine similarity between titles' user columns, shrunk for pairs few users hold
+  (G_ij / (sqrt(G_ii G_jj) + shrinkage)), each history title adding its similarity to its
+  `neighbours` most similar titles only, summed over the history's titles (Sarwar et al. 2001;
+  Deshpande & Karypis 2004). Neighbourhood and shrinkage are chosen on the validation targets
+  from KNN_NEIGHBOURS x KNN_SHRINKAGES (evaluate.py), from one X'X.
 - EASE (Steck 2019): the item-item weights B = I - P / diag(P), P = (X'X + lambda I)^-1, with
   B's diagonal zero; a history x scores x B. Lambda is chosen on the validation targets from
   EASE_LAMBDAS (evaluate.py); EaseSolver gives B for each lambda, through the Woodbury identity
@@ -26,23 +29,46 @@ Memory and time: ItemKNN and EASE hold dense title x title matrices, float64 whi
 EASE inverts one in float32 (N^3 operations; for 7,390 titles about 0.2 GB and 10 s on 2 cores
 per lambda), or, with fewer users U than titles, decomposes a U x U matrix once and then spends
 N^2 U operations per lambda (500 users x 5,347 titles: the six lambdas, ranked on validation and
-test, in 4.4 s instead of 24). Past MAX_DENSE_TITLES titles both are skipped with a stated
-reason (`too_large`) rather than risking an out-of-memory crash: 12,000 titles are 1.2 GB per
-float64 matrix.
+test, in 4.4 s instead of 24). ItemKNN's settings share one X'X: each costs an N^2 cosine,
+an argpartition of each row (ROW_BLOCK rows at a time) and a validation ranking; EASE-recent
+reuses each lambda's B and costs a validation ranking per decay. Past MAX_DENSE_TITLES titles
+all three are skipped with a stated reason (`too_large`) rather than risking an out-of-memory
+crash: 12,000 titles are 1.2 GB per float64 matrix.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
 
+# ItemKNN's neighbourhoods (None: every title) and shrinkages tried on validation
+KNN_NEIGHBOURS = (20, 50, 100, 200, None)
+KNN_SHRINKAGES = (0.0, 10.0, 50.0)
 EASE_LAMBDAS = (10.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
 # EASE-recent's decays tried on validation, in titles of age; inf weighs every title alike (EASE).
 RECENCY_DECAYS = (1.0, 2.0, 4.0, 8.0, 32.0, float("inf"))
 MAX_DENSE_TITLES = 12_000
+ROW_BLOCK = 1024  # rows of a title x title matrix cut at a time (nearest_only)
 ORDER_AWARE = "EASE-recent"
 BASELINE_NAMES = ("popularity", "ItemKNN", "EASE", ORDER_AWARE)
+
+
+def settings_label(entry: dict) -> str:
+    """'neighbours 50, shrinkage 10' or 'lambda 100, decay 2': the settings a baseline's report
+    entry (evaluate.fit_baselines) was chosen with, '' for none. A None neighbourhood is every
+    title; a None decay weighs every title alike."""
+    parts = []
+    if "neighbours" in entry:
+        parts.append(f"neighbours {'all' if entry['neighbours'] is None else entry['neighbours']}")
+    if "shrinkage" in entry:
+        parts.append(f"shrinkage {entry['shrinkage']:g}")
+    if "lambda" in entry:
+        parts.append(f"lambda {entry['lambda']:g}")
+    if "decay" in entry:
+        parts.append(f"decay {'none' if entry['decay'] is None else format(entry['decay'], 'g')}")
+    return ", ".join(parts)
 
 
 def too_large(num_items: int) -> str | None:
@@ -127,20 +153,61 @@ class MostPopular:
 
 
 class ItemKNN:
-    """Cosine item-item similarity summed over the history."""
+    """Cosine item-item similarity with shrinkage, each title's row cut to its `neighbours`
+    most similar titles, summed over the history."""
 
     name = "ItemKNN"
 
-    def __init__(self, gram: np.ndarray) -> None:
-        norms = np.sqrt(np.diag(gram))
-        norms[norms == 0] = 1.0  # a title nobody trained on is similar to nothing
-        similarity = gram / norms[:, None] / norms[None, :]
-        np.fill_diagonal(similarity, 0.0)
-        self.similarity = similarity.astype(np.float32)
+    def __init__(
+        self, gram: np.ndarray, neighbours: int | None = None, shrinkage: float = 0.0
+    ) -> None:
+        self.neighbours = neighbours  # None: every title
+        self.shrinkage = float(shrinkage)
+        self.similarity = nearest_only(cosine(gram, shrinkage), neighbours)
+
+    def nearest(self, neighbours: int | None) -> ItemKNN:
+        """The same similarity with each row cut to its `neighbours` most similar titles (of
+        an ItemKNN that keeps every title)."""
+        if self.neighbours is not None:
+            raise ValueError("nearest() cuts an ItemKNN that keeps every title")
+        cut = copy.copy(self)
+        cut.neighbours = neighbours
+        cut.similarity = nearest_only(self.similarity, neighbours)
+        return cut
 
     def scores(self, histories: Sequence[np.ndarray]) -> np.ndarray:
         users = history_matrix(histories, self.similarity.shape[0])
         return _exclude_seen(users @ self.similarity, histories)
+
+    def describe(self) -> str:
+        kept = "all" if self.neighbours is None else f"{self.neighbours}"
+        return f"neighbours {kept}, shrinkage {self.shrinkage:g}"
+
+
+def cosine(gram: np.ndarray, shrinkage: float = 0.0) -> np.ndarray:
+    """[N, N] float32 G_ij / (sqrt(G_ii G_jj) + shrinkage), zero diagonal: the cosine between
+    titles' user columns, pulled towards 0 for pairs few users support."""
+    norms = np.sqrt(np.diag(gram))
+    norms[norms == 0] = 1.0  # a title nobody trained on is similar to nothing
+    similarity = (gram / (np.outer(norms, norms) + shrinkage)).astype(np.float32)
+    np.fill_diagonal(similarity, 0.0)
+    return similarity
+
+
+def nearest_only(similarity: np.ndarray, neighbours: int | None) -> np.ndarray:
+    """The similarity with each row (what a history title adds to each score) cut to its
+    `neighbours` largest entries, the rest 0 (Deshpande & Karypis 2004); all kept when None
+    or at least N - 1."""
+    n = similarity.shape[0]
+    if neighbours is None or neighbours >= n - 1:
+        return similarity
+    cut = np.zeros_like(similarity)
+    for start in range(0, n, ROW_BLOCK):  # argpartition's int64 indices, a block at a time
+        block = similarity[start : start + ROW_BLOCK]
+        kept = np.argpartition(block, n - neighbours, axis=1)[:, n - neighbours :]
+        rows = np.arange(len(block))[:, None]
+        cut[start + rows, kept] = block[rows, kept]
+    return cut
 
 
 class EaseSolver:

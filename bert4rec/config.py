@@ -28,6 +28,7 @@ from .paths import DEFAULT_DB_PATH, DEFAULT_OUTPUT_DIR
 DEVICES = ("auto", "cpu", "cuda", "mps")
 SPLITS = ("user", "leave-one-out")  # see bert4rec/data.py
 SELECTIONS = ("val-loss", "NDCG@10")  # see metrics.TrainingHistory.record_epoch
+DISTILL_TEACHERS = ("auto", "EASE")  # see bert4rec/distill.py
 LEAVE_ONE_OUT_MIN_ITEMS = 3  # a title to train on, a validation and a test target
 # --resume's words besides a checkpoint's path (train.resolve_resume).
 RESUME_AUTO = "auto"  # the furthest checkpoint of the same settings and data, if any
@@ -186,13 +187,29 @@ class TrainConfig:
     )
     distill: float = _setting(
         0.5,
-        "share of the training loss that learns EASE's ranking of the hidden titles (knowledge "
-        "distillation from EASE fitted on the other users, see bert4rec/distill.py; needs "
-        "--baselines, costs 5 EASE fits at the start; 0 = off); the saved "
-        "model is the network alone",
+        "share of the training loss that learns an item-item teacher's ranking of the hidden "
+        "titles (knowledge distillation from EASE or EASE-recent fitted on the other users, see "
+        "--distill-teacher and bert4rec/distill.py; needs --baselines, costs 5 EASE fits at the "
+        "start; 0 = off); the saved model is the network alone",
+    )
+    distill_teacher: str = _setting(
+        "auto",
+        "what --distill learns from: auto = the item-item model that ranks the validation "
+        "targets best, EASE-recent at its chosen decay (each visible title weighs "
+        "exp(-(distance - 1) / decay) by its distance to the masked title: ordered lists) or "
+        "EASE when no decay wins (unordered lists); EASE = EASE, every visible title alike",
+        choices=DISTILL_TEACHERS,
+        missing_means="EASE",
+    )
+    distill_min_lead: float = _setting(
+        2.0,
+        "--distill is used only when its teacher ranks the validation targets above the "
+        "popularity baseline by at least this many standard errors of the per-user NDCG@10 "
+        "difference; otherwise training goes without it and the log says why (0 = always used)",
+        missing_means=0.0,
     )
     distill_temperature: float = _setting(
-        0.02, "softmax temperature of EASE's scores when --distill is on (lower: sharper)"
+        0.02, "softmax temperature of the teacher's scores when --distill is on (lower: sharper)"
     )
     # --- the optimiser
     lr: float = _setting(1e-3, "peak learning rate of AdamW")
@@ -292,6 +309,7 @@ class TrainConfig:
             "weight_decay",
             "grad_clip",
             "blend_min_lead",
+            "distill_min_lead",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{_flag(name)} cannot be negative (got {getattr(self, name)})")
@@ -325,6 +343,8 @@ class TrainConfig:
             raise ValueError("--ff-dim must be positive")
         if self.device not in DEVICES:
             raise ValueError(f"--device must be one of {', '.join(DEVICES)}")
+        if self.distill_teacher not in DISTILL_TEACHERS:
+            raise ValueError(f"--distill-teacher must be one of {', '.join(DISTILL_TEACHERS)}")
         if self.select_by not in SELECTIONS:
             raise ValueError(f"--select-by must be one of {', '.join(SELECTIONS)}")
         if self.split not in SPLITS:

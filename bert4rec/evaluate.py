@@ -2,13 +2,14 @@
 
 A scorer maps a batch of next-title cases, given both as the model's inputs (history + MASK,
 data.next_item_inputs, [B, L]) and as the whole histories (item indices), to [B, vocab]
-scores. The model, the three baselines (baselines.py) and the blend are scorers, and every one
+scores. The model, the baselines (baselines.py) and the blend are scorers, and every one
 is measured by `evaluate`: the same cases, full ranking, the history's titles excluded, ties
 against the target (metrics.score_next_items).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -128,6 +129,29 @@ class FittedBaselines(NamedTuple):
     report: dict[str, dict]  # name -> {"validation": ranking, "test": ranking, ...}
     ease: baselines.EASE | None  # at the lambda chosen on validation; None when skipped
     recent: baselines.RecentEASE | None = None  # lambda and decay chosen on validation
+    # name -> [validation cases] each target's rank by that baseline at its chosen settings
+    validation_ranks: dict[str, torch.Tensor] | None = None
+
+
+GRID_BATCH = 512  # cases a baseline scores at once while its settings are chosen
+
+
+def baseline_ranks(baseline, cases: NextItemCases) -> torch.Tensor:
+    """[cases] each target's 1-based rank by a baselines.py recommender, as `evaluate` ranks
+    it (metrics.target_ranks: the history's titles excluded, ties against the target) but
+    without the loss and accuracy it also measures: what choosing settings on a grid needs,
+    at a fraction of the cost. Under torchrun each process ranks every W-th case."""
+
+    def rank(share: NextItemCases) -> torch.Tensor:
+        ranks = []
+        for start in range(0, len(share.targets), GRID_BATCH):
+            end = start + GRID_BATCH
+            scores = torch.from_numpy(baseline.scores(share.histories[start:end]))
+            targets = torch.as_tensor(np.asarray(share.targets[start:end]), dtype=torch.long)
+            ranks.append(metrics.target_ranks(scores, targets - 1, torch.isneginf(scores)))
+        return torch.cat(ranks) if ranks else torch.zeros(0, dtype=torch.long)
+
+    return distributed.rank_in_shares(cases, rank)  # [distributed] unchanged in a plain run
 
 
 def fit_baselines(
@@ -138,21 +162,31 @@ def fit_baselines(
     config: TrainConfig,
     lambdas: Sequence[float] = baselines.EASE_LAMBDAS,
     decays: Sequence[float] = baselines.RECENCY_DECAYS,
+    neighbours: Sequence[int | None] = baselines.KNN_NEIGHBOURS,
+    shrinkages: Sequence[float] = baselines.KNN_SHRINKAGES,
 ) -> FittedBaselines:
     """Fit the baselines on the training sequences and rank the validation (and test) targets
-    with each. EASE's lambda is the one of `lambdas` with the best validation NDCG@10, and
-    EASE-recent's (lambda, decay) the pair of `lambdas` x `decays` with the best one (a tie
-    goes to the longer decay); the test figures are of those settings alone."""
+    with each. Each one's settings are those of its grid with the best validation NDCG@10:
+    ItemKNN's (neighbours, shrinkage) of `neighbours` x `shrinkages` (a tie goes to the larger
+    neighbourhood, then the smaller shrinkage), EASE's lambda of `lambdas`, EASE-recent's
+    (lambda, decay) of `lambdas` x `decays` (a tie goes to the longer decay); the test figures
+    are of those settings alone."""
     report: dict[str, dict] = {}
+    ranks: dict[str, torch.Tensor] = {}
     n = mapping.num_items
 
     def measure(name: str, baseline, started: float, **extra) -> None:
         scorer = baseline_scorer(baseline, mapping)
-        entry = {**extra, "validation": evaluate(validation, scorer, mapping, config).ranking}
+        validated = evaluate(validation, scorer, mapping, config)
+        entry = {**extra, "validation": validated.ranking}
+        ranks[name] = validated.ranks
         if test is not None:
             entry["test"] = evaluate(test, scorer, mapping, config).ranking
         entry["seconds"] = round(time.perf_counter() - started, 2)
         report[name] = entry
+
+    def validation_ndcg(baseline) -> float:
+        return metrics.ranking_metrics(baseline_ranks(baseline, validation))["NDCG@10"]
 
     started = time.perf_counter()
     measure("popularity", baselines.MostPopular(train_sequences, n), started)
@@ -160,19 +194,34 @@ def fit_baselines(
     if reason is not None:
         for name in baselines.BASELINE_NAMES[1:]:
             report[name] = {"skipped": reason}
-        return FittedBaselines(report, None)
+        return FittedBaselines(report, None, None, ranks)
     started = time.perf_counter()
     users = baselines.history_matrix(train_sequences, n)
     gram = baselines.gram_of(users)
     gram_seconds = time.perf_counter() - started
-    measure("ItemKNN", baselines.ItemKNN(gram), started)
+
+    tried_knn: dict[str, float] = {}
+    best_knn: tuple[float, baselines.ItemKNN] | None = None
+    for shrinkage in sorted(shrinkages):
+        every = baselines.ItemKNN(gram, None, shrinkage)  # one cosine per shrinkage
+        for kept in sorted(neighbours, key=lambda k: -math.inf if k is None else -k):
+            knn = every.nearest(kept)
+            tried_knn[knn.describe()] = ndcg = validation_ndcg(knn)
+            if best_knn is None or ndcg > best_knn[0]:
+                best_knn = (ndcg, knn)
+    assert best_knn is not None
+    knn = best_knn[1]
+    measure(
+        "ItemKNN",
+        knn,
+        started,
+        neighbours=knn.neighbours,  # None: every title
+        shrinkage=knn.shrinkage,
+        **{"validation_NDCG@10_by_setting": tried_knn},
+    )
+
     started = time.perf_counter() - gram_seconds
     solver = baselines.EaseSolver(users, gram)
-
-    def validation_ndcg(baseline) -> float:
-        scorer = baseline_scorer(baseline, mapping)
-        return evaluate(validation, scorer, mapping, config).ranking["NDCG@10"]
-
     tried: dict[float, float] = {}
     tried_recent: dict[str, float] = {}
     best: baselines.EASE | None = None
@@ -206,23 +255,22 @@ def fit_baselines(
             "validation_NDCG@10_by_setting": tried_recent,
         },
     )
-    return FittedBaselines(report, best, recent)
+    return FittedBaselines(report, best, recent, ranks)
 
 
 def describe_baselines(report: dict[str, dict], part: str) -> str:
-    """'popularity HR@10 0.1 NDCG@10 0.05; ItemKNN ...; EASE (lambda 100) ...' for one part."""
+    """'popularity HR@10 0.1 NDCG@10 0.05; ItemKNN (neighbours 50, shrinkage 10) ...; EASE
+    (lambda 100) ...; EASE-recent (lambda 100, decay 2) ...' for one part."""
     described = []
     for name, entry in report.items():
         if "skipped" in entry:
             described.append(f"{name} {entry['skipped']}")
             continue
-        lam = f" (lambda {entry['lambda']:g})" if "lambda" in entry else ""
-        if "decay" in entry:
-            decay = "none" if entry["decay"] is None else f"{entry['decay']:g}"
-            lam = f" (lambda {entry['lambda']:g}, decay {decay})"
+        settings = baselines.settings_label(entry)
+        settings = f" ({settings})" if settings else ""
         figures = entry[part]
         described.append(
-            f"{name}{lam} HR@10 {figures['HR@10']:.4f} NDCG@10 {figures['NDCG@10']:.4f}"
+            f"{name}{settings} HR@10 {figures['HR@10']:.4f} NDCG@10 {figures['NDCG@10']:.4f}"
         )
     return "; ".join(described)
 

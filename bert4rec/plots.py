@@ -14,7 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from . import files
+from . import baselines, files
 from .metrics import TOP_K, TrainingHistory
 
 PLOT_FILES = ("loss_curve.png", "accuracy_curve.png", "combined_metrics.png", "learning_curve.png")
@@ -58,7 +58,18 @@ def _draw_accuracy(ax, history: TrainingHistory, which: str) -> None:
     _finish(ax, f"{name} Top-K accuracy", "accuracy", (0, 1))
 
 
-BASELINE_STYLES = {"popularity": ":", "ItemKNN": "-.", "EASE": "--"}
+BASELINE_STYLES = {
+    "popularity": ":",
+    "ItemKNN": "-.",
+    "EASE": "--",
+    baselines.ORDER_AWARE: (0, (6, 2, 1, 2, 1, 2)),  # dash-dot-dot
+}
+
+
+def baseline_label(history: TrainingHistory, name: str) -> str:
+    """'EASE-recent (lambda 100, decay 2)': the name and the settings chosen on validation."""
+    settings = baselines.settings_label(history.baselines.get(name, {}))
+    return f"{name} ({settings})" if settings else name
 
 
 def baseline_figures(history: TrainingHistory) -> dict[str, dict[str, float]]:
@@ -74,8 +85,7 @@ def _draw_baselines(ax, history: TrainingHistory, metric_names: tuple[str, ...])
     """A horizontal line per baseline and metric, in the colour of that metric's curve."""
     colours = {line.get_label(): line.get_color() for line in ax.get_lines()}
     for name, figures in baseline_figures(history).items():
-        lam = history.baselines.get(name, {}).get("lambda")
-        label = name if lam is None else f"{name} (lambda {lam:g})"
+        label = baseline_label(history, name)
         for metric in metric_names:
             ax.axhline(
                 figures[metric],
@@ -87,21 +97,25 @@ def _draw_baselines(ax, history: TrainingHistory, metric_names: tuple[str, ...])
 
 
 def _draw_topk_bars(ax, history: TrainingHistory) -> None:
-    """The last epoch's Top-K: masked-title accuracy (train, validation) and next-title hit
-    rate of the model and of the popularity baseline."""
+    """The best epoch's Top-K (the model that is kept; the last epoch's when none is marked):
+    masked-title accuracy (train, validation) and next-title hit rate of the model and of
+    each baseline."""
+    epoch = history.best_epoch or history.epochs_done
+    at = epoch - 1
     groups = {
-        "train Top-K acc": [history.train_accuracies[k][-1] for k in TOP_K],
-        "val Top-K acc": [history.val_accuracies[k][-1] for k in TOP_K],
-        "val next-title HR@K": [history.val_ranking[f"HR@{k}"][-1] for k in TOP_K],
+        "train Top-K acc": [history.train_accuracies[k][at] for k in TOP_K],
+        "val Top-K acc": [history.val_accuracies[k][at] for k in TOP_K],
+        "val next-title HR@K": [history.val_ranking[f"HR@{k}"][at] for k in TOP_K],
     }
     for name, figures in baseline_figures(history).items():
-        groups[f"{name} HR@K"] = [figures[f"HR@{k}"] for k in TOP_K]
+        groups[f"{baseline_label(history, name)} HR@K"] = [figures[f"HR@{k}"] for k in TOP_K]
     x = np.arange(len(TOP_K))
     width = 0.8 / len(groups)
     for i, (label, values) in enumerate(groups.items()):
         ax.bar(x + (i - (len(groups) - 1) / 2) * width, values, width, label=label)
     ax.set_xticks(x, [f"K={k}" for k in TOP_K])
-    ax.set(title=f"Top-K comparison (epoch {history.epochs_done})", ylabel="rate", ylim=(0, 1))
+    which = "best epoch" if history.best_epoch else "epoch"
+    ax.set(title=f"Top-K comparison ({which} {epoch})", ylabel="rate", ylim=(0, 1))
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3, axis="y")
 

@@ -458,7 +458,8 @@ def test_best_model(run: Run) -> None:
 
 
 def fit_baselines(run: Run) -> None:
-    """Popularity, ItemKNN and EASE on the validation (and test) targets, once per run."""
+    """Popularity, ItemKNN, EASE and EASE-recent (baselines.BASELINE_NAMES) on the validation
+    (and test) targets, once per run, each at the settings chosen on validation."""
     cases, test = run.cases, run.training.test_cases
     run.fitted = evaluate.fit_baselines(
         run.training.train_sequences, cases, test, run.training.mapping, run.config
@@ -476,30 +477,45 @@ def fit_baselines(run: Run) -> None:
 
 
 def make_teacher(run: Run) -> distill.Teacher | None:
-    """--distill: cross-fitted EASE at the lambda chosen on validation; None when off or when
-    EASE or the teacher is skipped (the log says why)."""
+    """--distill: the cross-fitted teacher --distill-teacher picks from the baselines (EASE-recent
+    at its chosen lambda and decay, or EASE), kept when it leads popularity on validation by
+    --distill-min-lead standard errors (distill.choose_teacher); None when off, when EASE or the
+    teacher is skipped, or when it is not kept (the log says why)."""
     config = run.config
     if not config.distill:
         return None
-    ease = run.fitted.ease if run.fitted is not None else None
+    fitted = run.fitted
     n = run.training.mapping.num_items
-    reason = "EASE was skipped (see the baselines above)" if ease is None else distill.too_large(n)
+    skipped = fitted is None or fitted.ease is None
+    reason = "EASE was skipped (see the baselines above)" if skipped else distill.too_large(n)
     if reason is not None:
         log.info(f"--distill: {reason}; training without a teacher")
+        return None
+    choice = distill.choose_teacher(
+        fitted.report, fitted.validation_ranks, config.distill_teacher, config.distill_min_lead
+    )
+    if not choice.used:
+        log.info(
+            f"--distill: off, because its teacher, {choice.describe()}, ranks the validation "
+            f"targets no clearer than popularity: {choice.evidence()}, below --distill-min-lead "
+            f"{config.distill_min_lead:g}; training without a teacher"
+        )
         return None
     started = time.perf_counter()
     teacher = distill.fit_teacher(
         run.training.train_sequences,
         n,
-        ease.lam,
+        choice.lam,
         config.distill_temperature,
         run.device,
         share=config.distill,
+        decay=choice.decay,
     )
     log.info(
-        f"Distillation: {config.distill:g} of the training loss learns EASE's ranking (lambda "
-        f"{ease.lam:g}, temperature {config.distill_temperature:g}, {distill.FOLDS} folds "
-        f"cross-fitted in {time.perf_counter() - started:.1f} s)"
+        f"Distillation: {config.distill:g} of the training loss learns {choice.describe()}; "
+        f"temperature {config.distill_temperature:g}, {distill.FOLDS} folds cross-fitted in "
+        f"{time.perf_counter() - started:.1f} s; chosen by --distill-teacher "
+        f"{config.distill_teacher}, {choice.evidence()}"
     )
     return teacher
 

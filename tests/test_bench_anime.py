@@ -10,6 +10,8 @@ import pytest
 from conftest import ROOT, run_script
 from matplotlib.image import imread
 
+from bert4rec import db
+
 DATASETS = Path(os.environ.get("BERT4REC_DATASETS") or ROOT.parent / "shared" / "datasets")
 
 
@@ -33,8 +35,10 @@ def test_bench_anime_reports_model_blend_and_baselines_on_the_same_targets(tmp_p
     assert "random order" in record["protocol"] and "leave-one-out" in record["protocol"]
     (row,) = record["rows"]
     assert row["users"] == 80 and row["config"]["split"] == "leave-one-out"
-    assert set(row["baselines"]) == {"popularity", "ItemKNN", "EASE"}
+    assert set(row["baselines"]) == {"popularity", "ItemKNN", "EASE", "EASE-recent"}
     assert row["baselines"]["EASE"]["lambda"] > 0
+    assert "decay" in row["baselines"]["EASE-recent"]  # None: no decay chosen
+    assert {"neighbours", "shrinkage"} <= set(row["baselines"]["ItemKNN"])
     assert 0 <= row["blend"]["ease_weight"] <= 1
     for figures in (row["model"]["test"], row["blend"]["test"], row["baselines"]["EASE"]["test"]):
         assert 0 <= figures["NDCG@10"] <= figures["HR@10"] <= 1
@@ -46,7 +50,7 @@ def test_bench_anime_reports_model_blend_and_baselines_on_the_same_targets(tmp_p
         row["baselines"]["EASE"]["test"]["HR@10"] > row["baselines"]["popularity"]["test"]["HR@10"]
     )
     assert imread(plot).ndim == 3
-    assert "HR@10" in done.stdout and "EASE" in done.stdout
+    assert "HR@10" in done.stdout and "EASE-recent (lambda" in done.stdout
 
 
 def _row(size: str, draw: int, model: float, ease: float, weight: float) -> dict:
@@ -62,6 +66,7 @@ def _row(size: str, draw: int, model: float, ease: float, weight: float) -> dict
             "popularity": {"test": figures(0.1)},
             "ItemKNN": {"test": figures(0.2)},
             "EASE": {"test": figures(ease), "lambda": 10.0 * draw},
+            "EASE-recent": {"test": figures(ease + 0.1), "lambda": 10.0, "decay": 2.0},
         },
         "seconds": 60.0 * draw,
     }
@@ -69,6 +74,7 @@ def _row(size: str, draw: int, model: float, ease: float, weight: float) -> dict
 
 def test_means_over_draws_average_each_figure_of_sizes_run_more_than_once():
     from bench.bench_anime import mean_rows, table
+    from bert4rec.baselines import BASELINE_NAMES
 
     rows = [
         _row("50", 1, 0.1, 0.2, 0.8),
@@ -79,7 +85,34 @@ def test_means_over_draws_average_each_figure_of_sizes_run_more_than_once():
     assert mean["size"] == "50" and mean["draws"] == 2 and mean["titles"] == 102
     assert mean["model"]["test"] == {"HR@10": 0.2, "NDCG@10": 0.1}
     assert mean["baselines"]["EASE"]["test"]["HR@10"] == 0.3
+    assert mean["baselines"]["EASE-recent"]["test"]["HR@10"] == 0.4
     assert mean["blend"]["test"]["HR@10"] == 0.31 and mean["blend"]["ease_weight"] == 0.7
     assert mean["seconds"] == 90.0
     (line,) = table([mean], "HR@10")[1:]
     assert "mean of 2 draws" in line and "(-)" in line  # each draw chose its own lambda
+    header, first = table(rows[:1], "HR@10")
+    assert [part.strip() for part in header.split("|")[2:6]] == list(BASELINE_NAMES)
+    assert "0.2000 (lambda 10) | 0.3000 (lambda 10, decay 2)" in first
+
+
+def test_the_catalogue_is_ranked_by_training_titles_alone(tmp_path):
+    """Title 3 is held by every user, but always as a held-out target (the last two titles of
+    a list); title 2 by two users as a training title. Ranked by every title, 3 would come
+    first and MostPopular would break its ties by that held-out count."""
+    from bench.bench_anime import AnimeLists, import_subset
+
+    lists = AnimeLists.__new__(AnimeLists)  # the shared files are not needed for this
+    lists.lists = {1: [1, 2, 4, 3], 2: [2, 5, 3], 3: [1, 3, 5]}
+    lists.info = {
+        i: {"name": f"Title {i}", "genre": "", "type": "TV", "members": str(members)}
+        for i, members in ((1, 10), (2, 20), (3, 90), (4, 50), (5, 40))
+    }
+    lists.mal_of = {i: 100 + i for i in lists.info}
+    lists.anilist_of = {i: 1000 + i for i in lists.info}
+    import_subset(lists, [1, 2, 3], tmp_path / "anime.db")
+    conn = db.connect(tmp_path / "anime.db", create=False)
+    ranked = [a.anime_id - 1000 for a in db.load_catalogue(conn)]
+    conn.close()
+    # training titles: [1, 2], [2], [1]: 1 and 2 twice (2 first, by MAL members), then the
+    # titles never trained on by MAL members: 3 (90), 4 (50), 5 (40)
+    assert ranked == [2, 1, 3, 4, 5]

@@ -48,10 +48,13 @@ def test_import_slice(tmp_path, capsys):
         "Toy Story (1995)": 3,
         "Zorro (1975)": 4,
     }
+    # Ranked by training ratings alone: each user's last two (in watch order, below) are the
+    # targets leave-one-out holds out, so only user 1's Heat counts; the rest tie at 0 and go
+    # by anime_id. popularity stays the number of all ratings.
     assert [(a.title_romaji, a.popularity) for a in db.load_catalogue(conn)] == [
+        ("Heat (1995)", 1),
         ("Alien (1979)", 3),
         ("Toy Story (1995)", 2),
-        ("Heat (1995)", 1),  # a tie in popularity goes by anime_id
         ("Zorro (1975)", 1),
     ]
     assert [a.popularity_rank for a in db.load_catalogue(conn)] == [1, 2, 3, 4]
@@ -85,6 +88,16 @@ def test_import_slice(tmp_path, capsys):
     capsys.readouterr()
     movielens.import_file(db_path, inter, expected=None)
     assert "nothing to do" in capsys.readouterr().out
+    # A store ranked the old way (by every rating, no mark) is imported again, ranked anew.
+    conn = db.connect(db_path, create=False)
+    conn.execute("DELETE FROM bert_meta WHERE key = ?", (movielens.META_RANKED_BY,))
+    conn.commit()
+    conn.close()
+    movielens.import_file(db_path, inter, expected=None)
+    assert "Imported" in capsys.readouterr().out
+    conn = db.connect(db_path, create=False)
+    assert db.get_meta(conn, movielens.META_RANKED_BY) == movielens.RANKED_BY
+    conn.close()
 
 
 def test_cli_reimport_and_refusals(tmp_path, script_runner):
