@@ -1,4 +1,12 @@
-"""Real anime lists: our BERT4Rec, its blend with EASE and three classic baselines, per user count.
+"""Per user count: our BERT4Rec, what recommendations serve and every baseline, in two regimes.
+
+--dataset anime (the default): real anime lists without an order. --dataset ml1m: MovieLens-1M,
+whose ratings carry times, so each list is in the order it was made (the ordered regime, like
+AniList's dated lists); its users are drawn the same way, the catalogue is every movie the subset
+rated, ranked by training ratings alone (bench/movielens.py), and results go to
+bench/results/ml1m_sizes.json and ml1m_sizes_hr10.png.
+
+    python bench/bench_anime.py --dataset ml1m --sizes 200,500 --draws 2
 
 Data: ../shared/datasets/anime-cooperunion-5k (5,000 MyAnimeList users' lists from about 2016-17,
 7,390 titles) and ../shared/datasets/anime-metadata (MAL -> AniList ids, names, genres); read the
@@ -50,6 +58,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from bench import movielens
 from bench.baseline_report import baseline_rows, rounded, settings_of
 from bench.compare_recbole import machine
 from bert4rec import config as config_module
@@ -131,10 +140,14 @@ class AnimeLists:
             self.lists = {u: [i for i in items if i in kept] for u, items in self.lists.items()}
         self.eligible = [u for u in sorted(self.lists) if len(self.lists[u]) >= min_titles]
 
+    name = DATASET
+    ordered = False
+
     def subset(self, size: str, draw: int = 0) -> list[int]:
-        if size == "all":
-            return list(self.eligible)
-        return sorted(random.Random(SUBSET_SEED + draw).sample(self.eligible, int(size)))
+        return draw_users(self.eligible, size, draw)
+
+    def import_subset(self, users: list[int], path: Path) -> dict:
+        return import_subset(self, users, path)
 
     def anime(self, item: int, rank: int) -> db.Anime:
         info = self.info[item]
@@ -148,6 +161,42 @@ class AnimeLists:
             popularity=int(info["members"]) if info["members"].isdigit() else None,
             popularity_rank=rank,
         )
+
+
+def draw_users(eligible: list[int], size: str, draw: int) -> list[int]:
+    """'all' of them, or a seeded sample of `size` (random.Random(SUBSET_SEED + draw))."""
+    if size == "all":
+        return list(eligible)
+    return sorted(random.Random(SUBSET_SEED + draw).sample(eligible, int(size)))
+
+
+class MovieLensLists:
+    """MovieLens-1M's users, each list in the order it was rated (bench/movielens.py)."""
+
+    name = movielens.DATASET_NAME
+    ordered = True
+
+    def __init__(self, cache: Path | None = None, min_titles: int = MIN_TITLES) -> None:
+        try:
+            ratings = movielens.read_ratings(movielens.fetch_ml1m(cache))
+        except movielens.MovieLensError as exc:
+            raise AnimeDataError(str(exc)) from exc
+        self.ratings: dict[int, list[movielens.Rating]] = {}
+        for rating in ratings:
+            self.ratings.setdefault(rating.user_id, []).append(rating)
+        self.eligible = [u for u in sorted(self.ratings) if len(self.ratings[u]) >= min_titles]
+
+    def subset(self, size: str, draw: int = 0) -> list[int]:
+        return draw_users(self.eligible, size, draw)
+
+    def import_subset(self, users: list[int], path: Path) -> dict:
+        chosen = [r for u in users for r in self.ratings[u]]
+        conn = db.connect(path)
+        try:
+            counts = movielens.import_ratings(conn, chosen)
+        finally:
+            conn.close()
+        return {"users": counts.users, "titles": counts.items, "interactions": counts.ratings}
 
 
 def import_subset(lists: AnimeLists, users: list[int], path: Path) -> dict:
@@ -178,11 +227,12 @@ def import_subset(lists: AnimeLists, users: list[int], path: Path) -> dict:
     return {"users": len(users), "titles": len(ranked), "interactions": sum(counts.values())}
 
 
-def run_size(lists: AnimeLists, size: str, given: dict, work: Path, draw: int = 0) -> dict:
+def run_size(lists, size: str, given: dict, work: Path, draw: int = 0) -> dict:
     folder = work / (f"users_{size}_draw_{draw + 1}" if draw else f"users_{size}")
     store = folder / "anime.db"
     store.unlink(missing_ok=True)
-    shape = import_subset(lists, lists.subset(size, draw), store)
+    folder.mkdir(parents=True, exist_ok=True)
+    shape = lists.import_subset(lists.subset(size, draw), store)
     settings = config_module.from_dict(
         {
             "split": "leave-one-out",
@@ -297,7 +347,7 @@ def table(rows: list[dict], metric: str) -> list[str]:
     return lines
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], path: Path, title: str) -> None:
     fig = Figure(figsize=(8, 4.8))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -318,7 +368,7 @@ def plot(rows: list[dict], path: Path) -> None:
             ax.plot(*zip(*points), style, label=name)
     ax.set_xscale("log")
     ax.set(
-        title="anime-cooperunion-5k: leave-one-out (random order), full ranking, test",
+        title=title,
         xlabel="users",
         ylabel="HR@10",
     )
@@ -333,6 +383,13 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument(
+        "--dataset",
+        choices=("anime", "ml1m"),
+        default="anime",
+        help="anime: the shared anime lists, in a seeded random order; ml1m: MovieLens-1M in "
+        "the order each user rated (default: %(default)s)",
+    )
+    parser.add_argument(
         "--sizes",
         default=",".join(DEFAULT_SIZES),
         help="user counts, comma-separated; 'all' is every user with 5+ titles "
@@ -345,10 +402,16 @@ def main(argv: list[str] | None = None) -> int:
         "--work", type=Path, default=None, help="stores and outputs (default: a temporary folder)"
     )
     parser.add_argument(
-        "--json", type=Path, default=RESULTS / "anime.json", help="default: %(default)s"
+        "--json",
+        type=Path,
+        default=None,
+        help="default: bench/results/anime.json (ml1m_sizes.json)",
     )
     parser.add_argument(
-        "--plot", type=Path, default=RESULTS / "anime_hr10.png", help="default: %(default)s"
+        "--plot",
+        type=Path,
+        default=None,
+        help="default: bench/results/anime_hr10.png (ml1m_sizes_hr10.png)",
     )
     parser.add_argument(
         "--draws",
@@ -374,7 +437,13 @@ def main(argv: list[str] | None = None) -> int:
     given = config_module.given_settings(args)
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     try:
-        lists = AnimeLists(args.data or datasets_dir(), args.top_titles, args.min_titles)
+        stem = "anime" if args.dataset == "anime" else "ml1m_sizes"
+        args.json = args.json or RESULTS / f"{stem}.json"
+        args.plot = args.plot or RESULTS / f"{stem}_hr10.png"
+        if args.dataset == "ml1m":
+            lists = MovieLensLists(min_titles=args.min_titles)
+        else:
+            lists = AnimeLists(args.data or datasets_dir(), args.top_titles, args.min_titles)
         for size in sizes:
             if size != "all" and not (size.isdigit() and 0 < int(size) <= len(lists.eligible)):
                 raise ValueError(f"--sizes: {size!r} is not 'all' or 1..{len(lists.eligible)}")
@@ -398,12 +467,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def write_results(args: argparse.Namespace, lists: AnimeLists, rows: list[dict]) -> None:
+def write_results(args: argparse.Namespace, lists, rows: list[dict]) -> None:
+    order = (
+        "each user's ratings in the order they were made (ties by title, bench/movielens.py); "
+        if lists.ordered
+        else f"each user's titles in a seeded random order (random.Random({ORDER_SEED})): the "
+        "data has no watch order; "
+    )
     result = {
-        "dataset": f"{DATASET} (+ {METADATA})",
+        "dataset": lists.name if lists.ordered else f"{DATASET} (+ {METADATA})",
+        "command": "python bench/bench_anime.py " + " ".join(sys.argv[1:]),
         "protocol": (
-            f"each user's titles in a seeded random order (random.Random({ORDER_SEED})): the "
-            "data has no watch order; "
+            order
             + (f"only the {args.top_titles} titles on most lists kept; " if args.top_titles else "")
             + f"users with at least {args.min_titles} titles, subsets drawn "
             f"with random.Random({SUBSET_SEED}).sample"
@@ -422,7 +497,8 @@ def write_results(args: argparse.Namespace, lists: AnimeLists, rows: list[dict])
         "machine": machine(),
     }
     files.write_json(args.json, result)
-    plot(rows, args.plot)
+    regime = "time order" if lists.ordered else "random order"
+    plot(rows, args.plot, f"{lists.name}: leave-one-out ({regime}), full ranking, test")
 
 
 if __name__ == "__main__":

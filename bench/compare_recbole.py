@@ -343,7 +343,23 @@ def machine() -> dict:
         "logical_cpus": os.cpu_count(),
         "platform": platform.platform(),
         "load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "commit": source_commit(),
     }
+
+
+def source_commit() -> str | None:
+    """The commit of the code measured (with '+changes' when the work tree differs), or None
+    outside a git checkout."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    head = git("rev-parse", "--short", "HEAD")
+    if not head:
+        return None
+    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -183,3 +183,29 @@ def test_export_refuses_other_stores(tmp_path):
     conn.close()
     with pytest.raises(compare_recbole.BenchError, match="not a MovieLens store"):
         compare_recbole.export_recbole_dataset(tmp_path / "bert.db", tmp_path / "recbole")
+
+
+def test_ml1m_subsets_for_the_size_benchmark_keep_the_users_order(tmp_path):
+    """bench_anime --dataset ml1m: seeded subsets of MovieLens users, each list in the order it
+    was rated (the ordered regime), a store of those users alone."""
+    from bench import bench_anime
+
+    (tmp_path / "ml-1m").mkdir()
+    write_slice(tmp_path / "ml-1m" / "ml-1m.inter")
+    lists = bench_anime.MovieLensLists(cache=tmp_path, min_titles=2)
+    assert lists.ordered and lists.eligible == [1, 2, 10]
+    chosen = lists.subset("2", draw=0)
+    assert chosen == lists.subset("2", draw=0) and len(chosen) == 2  # seeded
+    assert lists.subset("all") == [1, 2, 10]
+    store = tmp_path / "subset.db"
+    shape = lists.import_subset([1, 10], store)
+    assert shape == {"users": 2, "titles": 3, "interactions": 5}
+    conn = db.connect(store)
+    try:
+        heat = conn.execute(
+            "SELECT anime_id FROM bert_anime WHERE title_romaji = 'Heat (1995)'"
+        ).fetchone()
+        assert heat is not None
+        assert db.anime_count(conn) == 3  # Zorro, rated by user 2 alone, is not in the catalogue
+    finally:
+        conn.close()
