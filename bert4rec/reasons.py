@@ -21,14 +21,14 @@ Choosing, over one user's whole list:
 
 - a Continue entry's reason is the entry before it (rules.py, from AniList's relations: "next
   after Season 1"), whatever the credits say;
-- otherwise the titles with a credit above zero, largest first, at most three, a later one only
-  with at least half the first one's credit (SECOND_SHARE: a title that barely moved it is no
-  reason); but a title is the first reason of at most a third of the list (FIRST_SHARE) and a
-  reason at all of at most half of it (NAMED_SHARE): past that the next-best title that lifts
-  it is named, alone or with others that lift it less. Under EASE-recent the newest title lifts nearly everything and would lead the
-  reasons of most of a list: true, and of no use to read twenty times. Which recommendations
-  keep such a title: those it lifts most clearly ahead of their next title; one that another
-  title lifts nearly as much names that one.
+- otherwise the titles that carry at least 5% of all the credit the history gives it (MIN_PART;
+  a weak network's lifts of a thousandth of a nat name no one), largest first, at most three,
+  a later one only with half the first one's credit at least (SECOND_SHARE) and never more;
+- a title is the first reason of at most a third of the list (FIRST_SHARE) and a reason at all
+  of at most half of it (NAMED_SHARE): past that the next-best title that lifts it is named.
+  Under EASE-recent the newest title lifts nearly everything and would lead the reasons of most
+  of a list: true, and of no use to read twenty times. Which recommendations keep such a title:
+  those it leads by most credit; one that another title lifts nearly as much names that one;
 - with no title left, what ranks it instead (`without_a_title`): popularity, else the genres it
   shares with the history, else the history as a whole. Never nothing.
 
@@ -67,8 +67,8 @@ NAMED_SHARE = 1 / 2  # of a user's list that one title may be a reason of at all
 MOST_WATCHED = 0.05  # of the catalogue: "one of the most watched" (at least the top 10)
 
 CHOOSING = (
-    "at most three titles, each with a credit above zero and a later one with at least half "
-    "the first one's; one title is the first reason of at "
+    "at most three titles, each with 5% of all the credit your titles give it at least and a "
+    "later one with half the first one's at least; one title is the first reason of at "
     "most a third of the list and a reason of at most half of it (past that the next best is "
     "named); a Continue entry names the entry before it; where no title of the history lifts "
     "a recommendation, the reason says what ranks it instead (popularity, shared genres)"
@@ -162,12 +162,13 @@ def choose(
     """Each recommendation's reasons, (title, credit) largest first, for one user's list.
     `candidates[r]`: every history title's credit for recommendation r; `fixed[r]`: a title
     that is r's one reason whatever its credit (a Continue entry's predecessor), or None. A
-    later reason has at most the first's credit and at least SECOND_SHARE of it. A title is the first reason
-    of at most FIRST_SHARE and a reason of at most NAMED_SHARE of the recommendations whose
-    reasons are chosen (at least one each); fixed reasons count first. Then the others, those
-    whose best title leads its next by most first (`_lead`): where a title stands alone it
-    stays the reason, and a recommendation that another title lifts almost as much gives way.
-    [] where no title is left with a credit above zero."""
+    reason carries MIN_PART of the row's credit at least; a later one at most the first's and
+    SECOND_SHARE of it at least. A title is the first reason of at most FIRST_SHARE and a
+    reason of at most NAMED_SHARE of the recommendations whose reasons are chosen (at least
+    one each); fixed reasons count first, then the others, those whose best title leads its
+    next by most first (`_lead`): where a title stands alone it stays the reason, and a
+    recommendation that another title lifts almost as much gives way. [] where no title is
+    left that may be named."""
     size = sum(title is None for title in fixed)
     first_limit = max(1, int(size * FIRST_SHARE))
     named_limit = max(1, int(size * NAMED_SHARE))

@@ -175,6 +175,31 @@ def test_reasons_under_ease_recent_are_its_exact_contributions(tmp_path):
     assert "EASE-recent's score" in recommender.reason_method
 
 
+def test_reasons_under_a_mix_weigh_each_part_by_its_share_over_its_spread(tmp_path):
+    save_model(tmp_path)
+    blending.save(recent_only(share=0.5), tmp_path / checkpoint.BLEND_FILE)
+    recommender = Recommender.load(tmp_path, catalogue())
+    model, mapping = recommender.model, recommender.mapping
+    history = np.array([1, 2])  # titles 11, 12: 13, 14 and 15 may be recommended
+    result = recommender.recommend(WatchedTitles(watched=(11, 12)), top_k=3)
+    inputs = torch.tensor([[1, 2, mapping.mask_index]])
+    with torch.no_grad():
+        logits = model.next_item_logits(inputs)[0, 3:6].double()
+    part = torch.tensor([0.3 * math.exp(-1), 0.5, 3.0 * math.exp(-1) + 2.0], dtype=torch.float64)
+    model_scale = 0.5 / logits.std(unbiased=False)  # spreads over the three titles alone
+    part_scale = 0.5 / part.std(unbiased=False)
+    for item in result.items:
+        target = mapping.index(item.anime.anime_id)
+        lifts = reasons.model_credits(model, history, [target], mapping.mask_index)
+        shares = reasons.part_credits(recent_only().part(), history, [target])
+        for reason in item.reasons:
+            column = mapping.index(reason.anime.anime_id) - 1  # both list titles 1 and 2
+            expected = model_scale * lifts.values[0, column] + part_scale * shares.values[0, column]
+            assert reason.credit == pytest.approx(float(expected), rel=1e-4)
+    assert sum(len(item.reasons) for item in result.items) >= 2
+    assert "the model's log-probability" in recommender.reason_method
+
+
 def test_a_title_leads_at_most_a_third_of_a_list_and_is_named_in_at_most_half():
     # Six recommendations that title 1 lifts most, then 2, then 3 (weakly); the last only 1.
     rows = [[(1, 3.0), (2, 2.0), (3, 0.5)] for _ in range(5)] + [[(1, 3.0), (2, -1.0)]]
