@@ -129,7 +129,7 @@ def model_credits(
     others[torch.as_tensor(history, device=device)] = False
     chosen = torch.as_tensor(list(targets), dtype=torch.long, device=device)
     lifts = rises[:, chosen] - rises[:, others].mean(dim=1, keepdim=True)  # [C, T]
-    return Credits(read, lifts.T.double().cpu().numpy())
+    return Credits(read, lifts.T.cpu().double().numpy())  # float64 off the device (MPS has none)
 
 
 def part_credits(
