@@ -605,7 +605,9 @@ class Recommender:
         model_scale, part_scale = scales
         parts = []
         if model_scale > 0:
-            credits = reasons.model_credits(self.model, history, targets, self.mapping.mask_index)
+            credits = reasons.model_credits(
+                self.model, history, targets, self.mapping.mask_index, least=reasons.MIN_LIFT
+            )
             parts.append((credits, model_scale))
         if part_scale > 0 and self.blend is not None:
             parts.append((reasons.part_credits(self.blend.part(), history, targets), part_scale))

@@ -190,7 +190,9 @@ def test_reasons_under_a_mix_weigh_each_part_by_its_share_over_its_spread(tmp_pa
     part_scale = 0.5 / part.std(unbiased=False)
     for item in result.items:
         target = mapping.index(item.anime.anime_id)
-        lifts = reasons.model_credits(model, history, [target], mapping.mask_index)
+        lifts = reasons.model_credits(
+            model, history, [target], mapping.mask_index, least=reasons.MIN_LIFT
+        )
         shares = reasons.part_credits(recent_only().part(), history, [target])
         for reason in item.reasons:
             column = mapping.index(reason.anime.anime_id) - 1  # both list titles 1 and 2
