@@ -211,7 +211,8 @@ def add_rule_arguments(parser: argparse.ArgumentParser) -> None:
     rules.add_argument(
         "--no-reasons",
         action="store_true",
-        help='skip the reasons ("because you watched ..."): saves one forward pass a user',
+        help='skip the reasons ("because you watched ..."; a Continue entry still names the '
+        "entry before it): saves the model's pass over each title alone, a user",
     )
 
 

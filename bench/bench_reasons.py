@@ -1,11 +1,13 @@
-"""What the reasons cost: reasons.explain for 20 recommendations of a 500-title history.
+"""What the reasons cost: the credits of 20 recommendations of a 500-title history, from the
+model (reasons.model_credits) and from EASE-recent (reasons.part_credits), and their choice.
 
     python bench/bench_reasons.py [--threads 2] [--titles 3000] [--repeats 7]
 
 The model has the default size (TrainConfig: hidden 256, 2 layers, 4 heads, max_seq_len 200, so
 it reads the newest 199 of the 500 titles) and random weights (the cost does not depend on
-them); the catalogue has --titles titles. Prints the median wall time of explain() (one pass
-over each title read alone) and of the scoring pass for comparison, on --threads CPU threads.
+them), and so has EASE-recent (decay 2); the catalogue has --titles titles. Prints the median
+wall time of each (the model's: one pass over each title read alone) and of the model's
+scoring pass for comparison, on --threads CPU threads.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from bert4rec import data, reasons
+from bert4rec import baselines, data, reasons
 from bert4rec.config import TrainConfig
 from bert4rec.model import BERT4Rec
 from bert4rec.train import model_config_for
@@ -52,8 +54,20 @@ def main() -> None:
     targets = rng.choice(np.setdiff1d(np.arange(1, args.titles + 1), history), RECOMMENDATIONS)
     targets = targets.tolist()
 
-    def explain() -> None:
-        reasons.explain(model, history, targets, mask)
+    weights = rng.standard_normal((args.titles, args.titles), dtype=np.float32)
+    recent = baselines.RecentEASE(weights, 100.0, 2.0)
+
+    def model_credits() -> None:
+        reasons.model_credits(model, history, targets, mask)
+
+    def part_credits() -> None:
+        reasons.part_credits(recent, history, targets)
+
+    credits = reasons.model_credits(model, history, targets, mask)
+    rows = [list(zip(credits.items.tolist(), row.tolist())) for row in credits.values]
+
+    def choose() -> None:
+        reasons.choose(rows, [None] * len(rows))
 
     @torch.no_grad()
     def scoring() -> None:
@@ -65,9 +79,14 @@ def main() -> None:
         f"reads {read}); hidden {config.hidden}, {config.layers} layers, {config.heads} heads, "
         f"{args.titles} titles; {args.threads} threads; median of {args.repeats}"
     )
-    rows = [(f"explain (each of the {read} titles alone)", explain), ("scoring pass", scoring)]
-    for name, run in rows:
-        print(f"  {name:<36} {median_seconds(run, args.repeats):7.3f} s")
+    timed = [
+        (f"model credits (each of the {read} titles alone)", model_credits),
+        ("EASE-recent credits", part_credits),
+        ("choosing the reasons", choose),
+        ("scoring pass", scoring),
+    ]
+    for name, run in timed:
+        print(f"  {name:<46} {median_seconds(run, args.repeats):7.3f} s")
 
 
 if __name__ == "__main__":

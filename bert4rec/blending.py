@@ -1,17 +1,27 @@
-"""The model's scores blended with EASE's, and the file that lets recommendations use it.
+"""The model's scores mixed with an item-item model's, and the file that lets recommendations
+use the mix.
 
-The two score on different scales (logits; EASE's regression outputs), so each row is first
-standardised over its finite scores (mean 0, standard deviation 1), then mixed:
-(1 - w) * model + w * EASE. The EASE share w is chosen on the validation targets
-(evaluate.fit_blend); w = 0 is the model alone, exactly. A title either side gives -inf (padding,
-special tokens, the user's own titles) stays -inf.
+The item-item part is EASE's weights B read over the history with each title weighted
+exp(-age / decay), age 0 for the newest (baselines.RecentEASE): EASE-recent; decay inf weighs
+every title alike, and that is plain EASE. One code path scores both.
 
-training writes output/models/ease_blend.pth (checkpoint.BLEND_FILE) when a share above 0 won
-on validation; recommend.py blends when that file matches the model it loads.
+The two parts score on different scales (logits; EASE's regression outputs), so each row is
+first standardised (mean 0, standard deviation 1), then mixed: (1 - w) * model + w * part. Both
+are standardised over the same titles, exactly those that may be ranked: not padding or the
+special tokens, not the user's own titles (which training under --exclude-seen leaves
+unconstrained in the model's row, while the part gives them -inf), not whatever the caller has
+banned beforehand (set to -inf in the model's row). Over different titles the part's effective
+share would differ from user to user. The share w is chosen on the validation targets
+(evaluate.fit_blend); w = 0 is the model alone, exactly; w = 1 ranks as the part alone.
+
+Training writes output/models/ease_blend.pth (checkpoint.BLEND_FILE) when a share above 0 won
+on validation; recommend.py uses it when that file matches the model it loads. A file written
+before EASE-recent existed holds plain EASE (decay inf) and loads as such.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,9 +30,10 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from . import files
+from . import baselines, files
 
 BLEND_KIND = "ease-blend"
+PLAIN = "EASE"  # the part's name when every title counts alike (decay inf)
 
 
 def in_vocab_layout(title_scores: torch.Tensor, vocab_size: int) -> torch.Tensor:
@@ -32,71 +43,121 @@ def in_vocab_layout(title_scores: torch.Tensor, vocab_size: int) -> torch.Tensor
     return out
 
 
-def standardise(scores: torch.Tensor) -> torch.Tensor:
-    """Each row minus its mean, over its standard deviation, both over its finite entries."""
-    finite = torch.isfinite(scores)
-    count = finite.sum(dim=1, keepdim=True).clamp(min=1)
-    values = torch.where(finite, scores, 0.0)
+def rankable(model_scores: torch.Tensor, part_scores: torch.Tensor) -> torch.Tensor:
+    """[B, vocab] bool: the titles both parts may rank (finite in both rows)."""
+    return torch.isfinite(model_scores) & torch.isfinite(part_scores)
+
+
+def _moments(scores: torch.Tensor, over: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's mean and standard deviation ([B, 1] each) over the entries `over` marks."""
+    count = over.sum(dim=1, keepdim=True).clamp(min=1)
+    values = torch.where(over, scores, 0.0)
     mean = values.sum(dim=1, keepdim=True) / count
-    spread = torch.where(finite, (values - mean) ** 2, 0.0).sum(dim=1, keepdim=True) / count
-    return torch.where(finite, (values - mean) / spread.sqrt().clamp(min=1e-12), float("-inf"))
+    spread = torch.where(over, (values - mean) ** 2, 0.0).sum(dim=1, keepdim=True) / count
+    return mean, spread.sqrt().clamp(min=1e-12)
 
 
-def blend(
-    model_scores: torch.Tensor, ease_scores: torch.Tensor, ease_weight: float
-) -> torch.Tensor:
-    """[B, vocab] (1 - w) * standardised model + w * standardised EASE; w = 0 is the model."""
-    if ease_weight == 0:
+def standardise(scores: torch.Tensor, over: torch.Tensor | None = None) -> torch.Tensor:
+    """Each row minus its mean, over its standard deviation, both over the entries `over` marks
+    (default: its finite ones); -inf elsewhere."""
+    over = torch.isfinite(scores) if over is None else over
+    mean, spread = _moments(scores, over)
+    return torch.where(over, (scores - mean) / spread, float("-inf"))
+
+
+def blend(model_scores: torch.Tensor, part_scores: torch.Tensor, share: float) -> torch.Tensor:
+    """[B, vocab] (1 - share) * standardised model + share * standardised part, both
+    standardised over the titles both may rank, -inf elsewhere; share 0 is the model's scores."""
+    if share == 0:
         return model_scores.float()
-    mixed = (1 - ease_weight) * standardise(model_scores.float()) + ease_weight * standardise(
-        ease_scores.float()
-    )
-    return torch.where(
-        torch.isfinite(model_scores) & torch.isfinite(ease_scores), mixed, -torch.inf
-    )
+    model_scores, part_scores = model_scores.float(), part_scores.float()
+    over = rankable(model_scores, part_scores)
+    mixed = (1 - share) * standardise(model_scores, over) + share * standardise(part_scores, over)
+    return torch.where(over, mixed, float("-inf"))
+
+
+def credit_scales(
+    model_scores: torch.Tensor, part_scores: torch.Tensor, share: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """([B], [B]): what one unit of each part's score is worth in each row's blended score,
+    (1 - share) / the model row's spread and share / the part row's spread (the same spreads
+    `blend` divides by). A scorer alone keeps its own units: (1, 0) at share 0, (0, 1) at 1."""
+    rows = model_scores.shape[0]
+    if share in (0, 1):
+        ones, zeros = torch.ones(rows), torch.zeros(rows)
+        return (ones, zeros) if share == 0 else (zeros, ones)
+    model_scores, part_scores = model_scores.float(), part_scores.float()
+    over = rankable(model_scores, part_scores)
+    model_spread = _moments(model_scores, over)[1][:, 0]
+    part_spread = _moments(part_scores, over)[1][:, 0]
+    return (1 - share) / model_spread.cpu(), share / part_spread.cpu()
+
+
+def part_settings(lam: float, decay: float) -> str:
+    """'lambda 100, decay 2 titles', or 'lambda 100' when every title counts alike."""
+    recency = "" if math.isinf(decay) else f", decay {decay:g} titles"
+    return f"lambda {lam:g}{recency}"
 
 
 class Blend(NamedTuple):
-    """What recommendations need to blend: EASE's item weights and the share."""
+    """What recommendations need to score: the item-item part and its share."""
 
-    ease_weights: torch.Tensor  # [N, N] float32, baselines.EASE.weights
-    ease_weight: float
-    ease_lambda: float
+    weights: torch.Tensor  # [N, N] float32, EASE's item-item weights (baselines.EASE.weights)
+    decay: float  # in titles of age (baselines.recency_weights); inf: every title alike (EASE)
+    name: str  # the part's name: "EASE" or "EASE-recent"
+    lam: float  # EASE's lambda
+    share: float  # the part's share of the mix: 1 the part alone (0 is never saved)
     data_fingerprint: str  # of the training data the model was trained on
     model_epoch: int  # best_model.pth's epoch when the share was chosen
+    tried: tuple[str, ...] = (PLAIN,)  # the item-item parts the choice was made among
+
+    def part(self) -> baselines.RecentEASE:
+        return baselines.RecentEASE(self.weights.numpy(), self.lam, self.decay)
+
+    def part_scores(self, histories: Sequence[np.ndarray], vocab_size: int) -> torch.Tensor:
+        """[B, vocab] the part's scores for histories of item indices (oldest first); the
+        history's own titles, padding and the special tokens -inf."""
+        return in_vocab_layout(torch.from_numpy(self.part().scores(histories)), vocab_size)
 
     def scores(self, model_scores: torch.Tensor, histories: Sequence[np.ndarray]) -> torch.Tensor:
-        """[B, vocab] blended scores for histories of item indices; the history's own titles
-        -inf."""
-        n = self.ease_weights.shape[0]
-        users = torch.zeros(len(histories), n)
-        for row, history in enumerate(histories):
-            if len(history):
-                users[row, torch.as_tensor(np.asarray(history, dtype=np.int64) - 1)] = 1.0
-        ease = (users @ self.ease_weights).masked_fill(users > 0, float("-inf"))
-        return blend(
-            model_scores.cpu(), in_vocab_layout(ease, model_scores.shape[1]), self.ease_weight
-        )
+        """[B, vocab] blended scores; titles at -inf in model_scores stay out."""
+        part = self.part_scores(histories, model_scores.shape[1])
+        return blend(model_scores.cpu(), part, self.share)
 
     def describe(self) -> str:
-        if self.ease_weight == 1:
-            return (
-                f"EASE alone (lambda {self.ease_lambda:g}), chosen on validation over the model "
-                "and its blends with EASE"
-            )
+        """'EASE-recent alone (lambda 100, decay 2 titles), chosen on validation over ...'."""
+        settings = part_settings(self.lam, self.decay)
+        alone = ", ".join(f"{name} alone" for name in self.tried)
+        each = "each" if len(self.tried) > 1 else "it"
+        chosen = f"chosen on validation over the model alone, {alone} and the model's mixes"
+        chosen += f" with {each}"
+        if self.share == 1:
+            return f"{self.name} alone ({settings}), {chosen}"
         return (
-            f"a blend of the model ({1 - self.ease_weight:.0%}) and EASE (lambda "
-            f"{self.ease_lambda:g}, {self.ease_weight:.0%}), the share chosen on validation"
+            f"a mix of the model ({1 - self.share:.0%}) and {self.name} ({settings}; "
+            f"{self.share:.0%}), {chosen}"
         )
 
     def to_payload(self) -> dict:
-        return {"kind": BLEND_KIND, **self._asdict()}
+        payload = self._asdict()
+        return {"kind": BLEND_KIND, **payload, "tried": list(self.tried)}
 
     @classmethod
     def from_payload(cls, payload: dict) -> Blend:
         if payload.get("kind") != BLEND_KIND:
             raise ValueError("not a blend file written by train_model.py")
-        return cls(**{name: payload[name] for name in cls._fields})
+        if "ease_weights" in payload:  # written before EASE-recent: plain EASE
+            return cls(
+                payload["ease_weights"],
+                math.inf,
+                PLAIN,
+                float(payload["ease_lambda"]),
+                float(payload["ease_weight"]),
+                payload["data_fingerprint"],
+                payload["model_epoch"],
+            )
+        fields = {name: payload[name] for name in cls._fields}
+        return cls(**{**fields, "tried": tuple(fields["tried"])})
 
 
 def save(blend_file: Blend, path: str | os.PathLike[str]) -> None:

@@ -256,16 +256,17 @@ class TrainConfig:
     )
     blend: bool = _setting(
         True,
-        "after training, blend the best model's scores with EASE's (a classic item-item "
-        "model, fitted in seconds) with the EASE share chosen on the validation targets; "
-        "recommendations use the blend when a share above 0 won (models/ease_blend.pth)",
+        "after training, choose what recommendations score with on the validation targets: "
+        "the best model alone, EASE or EASE-recent alone (item-item models fitted in seconds; "
+        "EASE-recent weighs the newest titles most), or the model mixed with either at a "
+        "share; saved in models/ease_blend.pth unless the model alone won",
     )
     blend_min_lead: float = _setting(
         2.0,
-        "a mix of the model and EASE is used only when its validation NDCG@10 leads the better "
-        "of the two alone by this many standard errors of the per-target difference (a few "
-        "hundred targets give a lead of one by chance); otherwise the better one alone is used "
-        "(0 = the best share on validation, however small its lead)",
+        "a mix of the model and EASE (or EASE-recent) is used only when its validation NDCG@10 "
+        "leads the best of the model, EASE and EASE-recent alone by this many standard errors "
+        "of the per-target difference (a few hundred targets give a lead of one by chance); "
+        "otherwise that one alone is used (0 = the best on validation, however small its lead)",
         on_resume="free",
     )
     resume: str | None = _setting(

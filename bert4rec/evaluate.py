@@ -23,7 +23,7 @@ from .data import ItemMapping, NextItemCases
 from .metrics import TOP_K
 
 Scorer = Callable[[torch.Tensor, Sequence[np.ndarray]], torch.Tensor]
-BLEND_WEIGHTS = tuple(i / 10 for i in range(11))  # the EASE share tried on validation
+BLEND_WEIGHTS = tuple(i / 10 for i in range(11))  # the item-item part's shares tried
 
 
 class Evaluation(NamedTuple):
@@ -278,11 +278,46 @@ def describe_baselines(report: dict[str, dict], part: str) -> str:
 # --- the blend ---------------------------------------------------------------------------------
 
 
-def blend_scorer(model_part: Scorer, ease_part: Scorer, weight: float) -> Scorer:
-    """The blending.blend of two scorers' scores at this EASE share."""
+class Candidate(NamedTuple):
+    """One scorer recommendations may use: the model mixed with an item-item part."""
+
+    part: str | None  # the item-item part's name ("EASE", "EASE-recent"); None: the model alone
+    share: float  # the part's share: 0 the model alone, 1 the part alone
+
+    @property
+    def alone(self) -> bool:
+        return self.share in (0, 1)
+
+    @property
+    def name(self) -> str:
+        """'model', 'EASE-recent', or 'model + EASE-recent 0.6'."""
+        if self.share == 0:
+            return "model"
+        return self.part if self.share == 1 else f"model + {self.part} {self.share:g}"
+
+
+def candidates(parts: Sequence[str], shares: Sequence[float]) -> list[Candidate]:
+    """The model alone, then each part at each share above 0 (a tie goes to the earlier)."""
+    return [Candidate(None, 0.0)] + [Candidate(p, s) for p in parts for s in shares if s > 0]
+
+
+def item_item_parts(fitted: FittedBaselines) -> dict[str, baselines.RecentEASE]:
+    """The item-item parts a blend is chosen among: EASE (EASE-recent at decay inf) and
+    EASE-recent at its validation settings, unless those are EASE's own; {} when skipped."""
+    if fitted.ease is None:
+        return {}
+    parts = {blending.PLAIN: baselines.RecentEASE.from_ease(fitted.ease, float("inf"))}
+    recent = fitted.recent
+    if recent is not None and (recent.lam, recent.decay) != (fitted.ease.lam, float("inf")):
+        parts[recent.name] = recent
+    return parts
+
+
+def blend_scorer(model_part: Scorer, item_part: Scorer, share: float) -> Scorer:
+    """The blending.blend of two scorers' scores at this share of the item-item part."""
 
     def score(inputs: torch.Tensor, histories: Sequence[np.ndarray]) -> torch.Tensor:
-        return blending.blend(model_part(inputs, histories), ease_part(inputs, histories), weight)
+        return blending.blend(model_part(inputs, histories), item_part(inputs, histories), share)
 
     return score
 
@@ -293,20 +328,23 @@ def leads(blended: Evaluation, ease: Evaluation) -> dict[str, dict[str, float]]:
     return {m: metrics.paired_lead(blended.ranks, ease.ranks, m) for m in ("HR@10", "NDCG@10")}
 
 
-def mix_over_alone(by_weight: dict[float, Evaluation], best: float, min_lead: float) -> dict | None:
-    """Whether the best share, a mix, leads the better of the model alone (share 0) and EASE
-    alone (share 1) on validation NDCG@10 by min_lead standard errors; None when the best share
-    is one of those two already, or min_lead is 0."""
-    alone = [w for w in (0.0, 1.0) if w in by_weight]
-    if min_lead <= 0 or best in alone or not alone:
+def mix_over_alone(
+    by_candidate: dict[Candidate, Evaluation], best: Candidate, min_lead: float
+) -> dict | None:
+    """Whether the best candidate, a mix, leads the best scorer alone (the model, or an
+    item-item part) on validation NDCG@10 by min_lead standard errors; None when the best is
+    one alone already, or min_lead is 0. A tie among those alone goes to the earlier."""
+    alone = [c for c in by_candidate if c.alone]
+    if min_lead <= 0 or best.alone or not alone:
         return None
-    better = max(alone, key=lambda w: (by_weight[w].ranking["NDCG@10"], -w))
-    lead = metrics.paired_lead(by_weight[best].ranks, by_weight[better].ranks, "NDCG@10")
+    better = max(alone, key=lambda c: by_candidate[c].ranking["NDCG@10"])
+    lead = metrics.paired_lead(by_candidate[best].ranks, by_candidate[better].ranks, "NDCG@10")
     error = lead["standard_error"]
     errors = lead["lead"] / error if error > 0 else None  # None: every target moved alike
     return {
-        "ease_weight": best,
-        "alone": better,
+        "part": best.part,
+        "ease_weight": best.share,
+        "alone": better.name,
         "lead": lead["lead"],
         "standard_error": error,
         "standard_errors": errors,
@@ -317,54 +355,71 @@ def mix_over_alone(by_weight: dict[float, Evaluation], best: float, min_lead: fl
 
 def fit_blend(
     model_score: Scorer,
-    ease: baselines.EASE,
+    parts: dict[str, baselines.RecentEASE],
     validation: NextItemCases,
     test: NextItemCases | None,
     mapping: ItemMapping,
     config: TrainConfig,
-    weights: Sequence[float] = BLEND_WEIGHTS,
+    shares: Sequence[float] = BLEND_WEIGHTS,
     *,
     min_lead: float = 0.0,
     shared: bool = True,
 ) -> dict:
-    """The EASE share of `weights` whose blend (blending.blend) ranks the validation targets
-    best by NDCG@10, with its validation (and test) figures, those of every weight tried and
-    its lead over EASE alone on the same targets (shared: as for evaluate).
+    """The scorer recommendations use, chosen on validation NDCG@10 among the model alone, each
+    item-item part of `parts` (item_item_parts; "EASE" among them) alone, and the model mixed
+    with each at every share of `shares` (blending.blend). Returns its validation (and test)
+    figures, those of every candidate and its lead over EASE alone on the same targets
+    (shared: as for evaluate). "ease_weight" is the chosen part's share (0: the model alone).
 
-    min_lead (--blend-min-lead): a mix (a share strictly between 0 and 1) must lead the better
-    of the model alone and EASE alone by that many standard errors of the per-target
-    difference, else that one is chosen. The best of eleven shares on a few hundred targets
-    leads by about one standard error by chance alone (winner's curse), and on our stores the
-    test targets put such a mix a few users either side of EASE (docs/BENCHMARKS.md)."""
+    min_lead (--blend-min-lead): a mix (a share strictly between 0 and 1) must lead the best of
+    the scorers alone by that many standard errors of the per-target difference, else that one
+    is chosen. The best of twenty-odd candidates on a few hundred targets leads by about one
+    standard error by chance alone (winner's curse), and on our stores the test targets put
+    such a mix a few users either side of EASE (docs/BENCHMARKS.md)."""
 
     def measure(cases: NextItemCases, scorer: Scorer) -> Evaluation:
         return evaluate(cases, scorer, mapping, config, shared=shared)
 
-    model_part, ease_part = Replay(model_score), Replay(baseline_scorer(ease, mapping))
-    by_weight = {
-        weight: measure(validation, blend_scorer(model_part.rewind(), ease_part.rewind(), weight))
-        for weight in weights
+    def scorers() -> tuple[Replay, dict[str, Replay]]:
+        items = {name: Replay(baseline_scorer(part, mapping)) for name, part in parts.items()}
+        return Replay(model_score), items
+
+    def scorer_of(candidate: Candidate, model: Replay, items: dict[str, Replay]) -> Scorer:
+        if candidate.part is None:
+            return model.rewind()
+        return blend_scorer(model.rewind(), items[candidate.part].rewind(), candidate.share)
+
+    model_part, item_parts = scorers()
+    by_candidate = {
+        c: measure(validation, scorer_of(c, model_part, item_parts))
+        for c in candidates(list(parts), shares)
     }
-    tried = {weight: found.ranking["NDCG@10"] for weight, found in by_weight.items()}
-    best = max(weights, key=lambda w: (tried[w], -w))  # a tie goes to the model
-    chosen, mix_test = best, mix_over_alone(by_weight, best, min_lead)
+    tried = {c: found.ranking["NDCG@10"] for c, found in by_candidate.items()}
+    best = max(by_candidate, key=lambda c: (tried[c], -c.share))  # a tie goes to the model
+    chosen, mix_test = best, mix_over_alone(by_candidate, best, min_lead)
     if mix_test is not None and not mix_test["kept"]:
-        chosen = mix_test["alone"]
-    chosen_validation = by_weight[chosen]
-    ease_validation = measure(validation, ease_part.rewind())
+        chosen = next(c for c in by_candidate if c.alone and c.name == mix_test["alone"])
+    chosen_validation = by_candidate[chosen]
+    ease_validation = measure(validation, item_parts[blending.PLAIN].rewind())
+    part = parts.get(chosen.part) if chosen.part is not None else None
     result = {
-        "ease_weight": chosen,
-        "ease_lambda": ease.lam,
+        "part": chosen.part,
+        "ease_weight": chosen.share,
+        "ease_lambda": part.lam if part is not None else None,
+        "decay": None if part is None or np.isinf(part.decay) else part.decay,  # None: none
         "validation": chosen_validation.ranking,
-        "validation_NDCG@10_by_weight": tried,
+        "validation_NDCG@10_by_share": {
+            name: {c.share: tried[c] for c in by_candidate if c.part in (None, name)}
+            for name in parts
+        },
         "lead_over_ease": {"validation": leads(chosen_validation, ease_validation)},
     }
     if mix_test is not None:
         result["best_mix"] = mix_test
     if test is not None:
-        model_part, ease_part = Replay(model_score), Replay(baseline_scorer(ease, mapping))
-        chosen_test = measure(test, blend_scorer(model_part, ease_part, chosen))
-        ease_test = measure(test, ease_part.rewind())
+        model_part, item_parts = scorers()
+        chosen_test = measure(test, scorer_of(chosen, model_part, item_parts))
+        ease_test = measure(test, item_parts[blending.PLAIN].rewind())
         result["test"] = chosen_test.ranking
         result["lead_over_ease"]["test"] = leads(chosen_test, ease_test)
     return result

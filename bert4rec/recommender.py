@@ -15,10 +15,15 @@ when asked, adult titles.
 Score: the model's probability that a title is the user's next one, among the titles it may
 recommend to them (a softmax over the catalogue without the excluded titles).
 
+When training saved a blend for this very model (blending.py), the scores are those of the
+scorer it chose on validation: EASE or EASE-recent alone, or the model mixed with one; the
+score is then a softmax of those scores, which orders the list but is no probability.
+
 Then, walking the ranking from the top: the franchise rules and the filters (rules.py,
 filters.py) keep what a fan would want until top_k titles are kept, a short Continue list holds
-the next entry of each franchise the user is following, and every title kept gets its reasons
-(reasons.py: the history titles that, each alone, lift it most).
+the next entry of each franchise the user is following, and every title kept gets its reason
+from the scorer that ranked it (reasons.py: the history titles whose credit for it is largest,
+a Continue entry's predecessor, or what ranks it when no title lifts it).
 
 Loading is safe: the model file is read with torch.load(weights_only=True) (checkpoint.py), and
 the mapping from item_mappings.json, never from the pickle. A model and a mapping that disagree
@@ -177,7 +182,10 @@ def fetch_list(client: AniListClient, user_name: str) -> tuple[str, tuple[db.Lis
 @dataclass(frozen=True)
 class Reason:
     anime: db.Anime  # a title of the history
-    lift: float  # how much it alone lifts the recommendation's log-probability (reasons.py; nats)
+    # Its credit for the recommendation in the units of the score that ranked the list
+    # (reasons.py); None where it is named for another cause (a Continue entry's predecessor,
+    # whose credit was not computed).
+    credit: float | None
 
 
 @dataclass(frozen=True)
@@ -185,15 +193,11 @@ class Recommendation:
     rank: int
     anime: db.Anime
     probability: float  # see SCORE_MEANING
-    reasons: tuple[Reason, ...] = ()  # the history titles that raised it most, largest first
+    reasons: tuple[Reason, ...] = ()  # the history titles behind it, first the main one
     rules_applied: tuple[str, ...] = ()  # how the franchise rules changed this place, in words
-
-    @property
-    def reason(self) -> str:
-        """'because you watched A, B', or '' when no title of the history raised it."""
-        if not self.reasons:
-            return ""
-        return "because you watched " + ", ".join(r.anime.title for r in self.reasons)
+    # In words: "because you watched A, B", "next after A", or what ranks it when no title of
+    # the history does (reasons.without_a_title); "" only with explain=False (--no-reasons).
+    reason: str = ""
 
     @property
     def anilist_url(self) -> str:
@@ -216,7 +220,11 @@ class Recommendation:
             "probability": self.probability,
             "reason": self.reason,
             "because": [
-                {"anime_id": r.anime.anime_id, "title": r.anime.title, "lift": round(r.lift, 4)}
+                {
+                    "anime_id": r.anime.anime_id,
+                    "title": r.anime.title,
+                    "credit": None if r.credit is None else round(r.credit, 4),
+                }
                 for r in self.reasons
             ],
             "rules_applied": list(self.rules_applied),
@@ -303,6 +311,12 @@ def choose_device(name: str) -> torch.device:
         raise RecommendError(str(exc)) from None
 
 
+class Scored(NamedTuple):
+    log_probs: torch.Tensor  # [B, vocab] of the scores used; -inf: may not be recommended
+    model_scale: torch.Tensor  # [B] what a unit of the model's credit is worth (credit_scales)
+    part_scale: torch.Tensor  # [B] the same for the item-item part's; 0 without a blend
+
+
 class OpenedModel(NamedTuple):
     path: Path
     loaded: checkpoint.LoadedModel
@@ -354,9 +368,14 @@ class Recommender:
         blend: blending.Blend | None = None,
     ) -> None:
         self.device = torch.device(device)
-        self.blend = blend  # the model's scores blended with EASE's (blending.py), or None
+        self.blend = blend  # the scorer training chose beside the model (blending.py), or None
         self.scoring = blend.describe() if blend else "the BERT4Rec model alone"
         self.score_meaning = BLEND_SCORE_MEANING if blend else SCORE_MEANING
+        self.reason_method = (
+            reasons.method(blend.name, blend.share, not np.isinf(blend.decay))
+            if blend
+            else reasons.method(None, 0.0, False)
+        )
         self.model = model.to(self.device).eval()
         self.mapping = mapping
         self.model_file = model_file
@@ -434,8 +453,8 @@ class Recommender:
         on_batch: Callable[[int], None] | None = None,
     ) -> list[Recommendations]:
         """The top_k titles for each history, one forward pass per batch_size histories (and,
-        with explain, a short one more per history for the reasons); on_batch(n) after each
-        batch of n."""
+        with explain, a short one more per history for the model's part of the reasons); on_batch(n)
+        after each batch of n."""
         encoded = [data.encode_history(h.watched, self.mapping) for h in histories]
         excluded = [self._excluded_items(h, e.items) for h, e in zip(histories, encoded)]
         # Histories of similar length share a batch, so little of it is padding.
@@ -443,22 +462,25 @@ class Recommender:
         results: list[Recommendations | None] = [None] * len(histories)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            log_probs = self._score(
+            scored = self._score(
                 [encoded[i].items for i in chunk], [excluded[i] for i in chunk], exclude_adult
             )
             for row, i in enumerate(chunk):
                 chosen = self._select(
-                    log_probs[row], histories[i], top_k=top_k, rules=rules, filters=filters
+                    scored.log_probs[row], histories[i], top_k=top_k, rules=rules, filters=filters
                 )
-                found = [self._made(chosen.items), self._made(chosen.continue_items)]
+                # The Continue list first: its reasons are fixed, and count first (reasons.choose)
+                picks = chosen.continue_items + chosen.items
+                found = self._made(chosen.continue_items) + self._made(chosen.items)
                 if explain:  # both lists in one forward pass
-                    both = self._explained(found[0] + found[1], encoded[i].items)
-                    found = [both[: len(found[0])], both[len(found[0]) :]]
+                    scales = (float(scored.model_scale[row]), float(scored.part_scale[row]))
+                    found = self._explained(found, picks, encoded[i].items, scales)
+                continued = len(chosen.continue_items)
                 results[i] = Recommendations(
-                    tuple(found[0]),
+                    tuple(found[continued:]),
                     len(encoded[i].items),
                     tuple(encoded[i].unknown),
-                    tuple(found[1]),
+                    tuple(found[:continued]),
                     chosen.left_out,
                 )
             if on_batch is not None:
@@ -472,18 +494,26 @@ class Recommender:
 
     def _score(
         self, histories: list[np.ndarray], excluded: list[np.ndarray], exclude_adult: bool
-    ) -> torch.Tensor:
-        """[B, vocab] log-probabilities of the next title; -inf for what may not be recommended."""
+    ) -> Scored:
+        """Log-probabilities of the next title, -inf for what may not be recommended, and the
+        scales of each part's credits for the reasons (blending.credit_scales). What may not be
+        recommended is banned before the blend, so each part is standardised over exactly the
+        titles that may be."""
         inputs = data.next_item_inputs(
             histories, self.mapping.mask_index, self.model.config.max_seq_len
         )
         logits = self.model.next_item_logits(inputs.to(self.device)).float()
-        if self.blend is not None:
-            logits = self.blend.scores(logits, histories).to(self.device)
         banned = data.seen_items(excluded, self.mapping.vocab_size).to(self.device)
         if exclude_adult:
             banned |= self.adult
-        return torch.log_softmax(logits.masked_fill(banned, float("-inf")), dim=1).cpu()
+        logits = logits.masked_fill(banned, float("-inf")).cpu()
+        if self.blend is None:
+            ones = torch.ones(len(histories))
+            return Scored(torch.log_softmax(logits, dim=1), ones, torch.zeros(len(histories)))
+        part = self.blend.part_scores(histories, self.mapping.vocab_size)
+        model_scale, part_scale = blending.credit_scales(logits, part, self.blend.share)
+        mixed = blending.blend(logits, part, self.blend.share)
+        return Scored(torch.log_softmax(mixed, dim=1), model_scale, part_scale)
 
     def _select(
         self,
@@ -519,24 +549,70 @@ class Recommender:
         )
 
     def _made(self, picks: Sequence[Pick]) -> list[Recommendation]:
-        return [
-            Recommendation(rank, self.anime[p.anime_id], float(np.exp(p.log_prob)), (), p.notes)
-            for rank, p in enumerate(picks, start=1)
-        ]
-
-    def _explained(self, found: list[Recommendation], history: np.ndarray) -> list[Recommendation]:
-        """The recommendations with their reasons (reasons.explain), all in one forward pass."""
-        targets = [self.mapping.index(r.anime.anime_id) for r in found]
-        because = reasons.explain(self.model, history, targets, self.mapping.mask_index)
-        return [
-            replace(
-                r,
-                reasons=tuple(
-                    Reason(self.anime[self.mapping.anime_id(item)], lift) for item, lift in why
-                ),
+        """One list's recommendations; a Continue entry has its reason already, its
+        predecessor (free: the relations, not a scorer, name it)."""
+        made = []
+        for rank, p in enumerate(picks, start=1):
+            before = self._anime(p.after) if p.after is not None else None
+            made.append(
+                Recommendation(
+                    rank,
+                    self.anime[p.anime_id],
+                    float(np.exp(p.log_prob)),
+                    (Reason(before, None),) if before else (),
+                    p.notes,
+                    f"next after {before.title}" if before else "",
+                )
             )
-            for r, why in zip(found, because)
-        ]
+        return made
+
+    def _anime(self, anime_id: int) -> db.Anime:
+        """A title of the catalogue, also one the model does not know (a franchise's entry)."""
+        return self.anime.get(anime_id) or self.franchises.anime.get(anime_id) or db.Anime(anime_id)
+
+    def _explained(
+        self,
+        found: list[Recommendation],
+        picks: Sequence[Pick],
+        history: np.ndarray,
+        scales: tuple[float, float],
+    ) -> list[Recommendation]:
+        """The recommendations of one user's list with their reasons (reasons.choose) from the
+        credits of the scorer that ranked them; the model's in one forward pass."""
+        targets = [self.mapping.index(r.anime.anime_id) for r in found]
+        credits = self._credits(history, targets, scales)
+        ids = [self.mapping.anime_id(int(item)) for item in credits.items]
+        candidates = [list(zip(ids, row.tolist())) for row in credits.values]
+        chosen = reasons.choose(candidates, [p.after for p in picks])
+        watched = [self.anime[self.mapping.anime_id(int(item))] for item in np.unique(history)]
+        explained = []
+        for r, why in zip(found, chosen):
+            because = tuple(Reason(self._anime(t), credit) for t, credit in why)
+            if r.reason:  # a Continue entry: its predecessor, with the credit now known
+                text = r.reason
+            elif because:
+                text = "because you watched " + ", ".join(b.anime.title for b in because)
+            else:
+                text = reasons.without_a_title(r.anime, watched, self.mapping.num_items)
+            explained.append(replace(r, reasons=because, reason=text))
+        return explained
+
+    def _credits(
+        self, history: np.ndarray, targets: list[int], scales: tuple[float, float]
+    ) -> reasons.Credits:
+        """Each history title's credit for each target in the units of the score used: the
+        model's lift and the item-item part's exact share, each times its scale (a part with
+        scale 0 takes no part, nor any time)."""
+        model_scale, part_scale = scales
+        parts = []
+        if model_scale > 0:
+            credits = reasons.model_credits(
+                self.model, history, targets, self.mapping.mask_index, least=reasons.MIN_LIFT
+            )
+            parts.append((credits, model_scale))
+        if part_scale > 0 and self.blend is not None:
+            parts.append((reasons.part_credits(self.blend.part(), history, targets), part_scale))
+        return reasons.mixed(*parts)
 
 
 def matching_blend(opened: OpenedModel) -> blending.Blend | None:
@@ -551,7 +627,7 @@ def matching_blend(opened: OpenedModel) -> blending.Blend | None:
         return None
     if blend.model_epoch != payload.get("epoch"):
         return None
-    if blend.ease_weights.shape[0] != opened.loaded.mapping.num_items:
+    if blend.weights.shape[0] != opened.loaded.mapping.num_items:
         return None
     return blend
 
@@ -651,7 +727,7 @@ def json_document(
         "epoch": recommender.epoch,
         "scoring": recommender.scoring,
         "score": recommender.score_meaning,
-        "reason_method": reasons.METHOD,
+        "reason_method": recommender.reason_method,
         "made": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "history": {
             "watched": watched,

@@ -10,7 +10,8 @@ want, until it has top_k titles:
 - at most one title of a franchise (all_seasons lifts it);
 - and, apart, a short Continue list: the next unwatched entry of each franchise the user
   completed or is watching (Franchises.next_entries), ordered by the model's score. Titles in it
-  are not repeated in the main list.
+  are not repeated in the main list. Each names the seen entry just before it (Pick.after),
+  which is its reason ("next after Season 1", reasons.py).
 
 Each rule is on by default and can be turned off (FranchiseRules). Each kept title records the
 rules that changed it; what was left out is counted by rule.
@@ -72,6 +73,7 @@ class Pick:
     anime_id: int
     log_prob: float
     notes: tuple[str, ...] = ()  # the rules that changed this place, in words
+    after: int | None = None  # a Continue entry's seen predecessor in its franchise
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ def select(
     dropped = (
         {t for d in viewer.dropped for t in franchises.group(d)} if rules.skip_dropped else set()
     )
-    continue_items = _continue_list(score, viewer, franchises, rules, dropped, shown, title)
+    continue_items = _continue_list(score, viewer, franchises, rules, dropped, shown)
     continuing = {p.anime_id for p in continue_items}
     used = set(continuing)
     used_groups = {franchises.group(t) for t in used} if rules.one_per_franchise else set()
@@ -161,7 +163,6 @@ def _continue_list(
     rules: FranchiseRules,
     dropped: Collection[int],
     shown: Callable[[int], bool],
-    title: Callable[[int], str],
 ) -> list[Pick]:
     if not rules.continue_top:
         return []
@@ -171,7 +172,6 @@ def _continue_list(
         if entry in dropped or log_prob is None or not shown(entry):
             continue
         after = [t for t in franchises.prerequisites(entry) if t in viewer.seen]
-        notes = (f"next after {title(after[-1])}",) if after else ()
-        picks.append(Pick(entry, log_prob, notes))
+        picks.append(Pick(entry, log_prob, after=after[-1] if after else None))
     picks.sort(key=lambda p: -p.log_prob)
     return picks[: rules.continue_top]

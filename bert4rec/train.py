@@ -521,19 +521,20 @@ def make_teacher(run: Run) -> distill.Teacher | None:
 
 
 def blend_with_ease(run: Run) -> None:
-    """After training: the best model's scores blended with EASE's, the share chosen on the
-    validation targets; saved for recommendations when a share above 0 wins, removed
+    """After training: the scorer recommendations use, chosen on the validation targets among
+    the best model alone, EASE and EASE-recent alone, and the model mixed with each
+    (evaluate.fit_blend); saved for recommendations when it is not the model alone, removed
     otherwise (an older run's must not be used with this model)."""
     path = run.paths.models / checkpoint.BLEND_FILE
-    if not run.config.blend or run.fitted is None or run.fitted.ease is None:
+    parts = evaluate.item_item_parts(run.fitted) if run.fitted is not None else {}
+    if not run.config.blend or not parts:
         path.unlink(missing_ok=True)
         return
     best = checkpoint.load(run.paths.models / checkpoint.BEST_MODEL_FILE, kind="model")
     run.scoring_model.load_state_dict(best["model_state"])
-    ease = run.fitted.ease
     result = evaluate.fit_blend(
         evaluate.model_scorer(run.scoring_model, run.device),
-        ease,
+        parts,
         run.cases,
         run.training.test_cases,
         run.training.mapping,
@@ -542,40 +543,44 @@ def blend_with_ease(run: Run) -> None:
         shared=False,  # [distributed] rank 0 alone
     )
     run.history.blend = result
-    weight = result["ease_weight"]
-    if weight == 0:
+    share = result["ease_weight"]
+    if share == 0:
         path.unlink(missing_ok=True)
-        why = "no mix led it by enough" if "best_mix" in result else "no EASE share ranked better"
+        why = "no mix led it by enough" if "best_mix" in result else "nothing ranked better"
         used = f"the model alone ({why} on validation)"
     else:
+        part = parts[result["part"]]
         chosen = blending.Blend(
-            torch.from_numpy(ease.weights),
-            weight,
-            ease.lam,
+            torch.from_numpy(part.weights),
+            part.decay,
+            result["part"],
+            part.lam,
+            share,
             run.training.fingerprint(),
             best["epoch"],
+            tuple(parts),
         )
         blending.save(chosen, path)
         used = chosen.describe()
     test = f"; test {_format_ranking(result['test'])}" if "test" in result else ""
     mix = f" {describe_mix(result['best_mix'])}" if "best_mix" in result else ""
     log.info(
-        f"Blend with EASE: validation {_format_ranking(result['validation'])}{test}.{mix} "
-        f"Recommendations use {used}. {describe_lead(result['lead_over_ease'])}"
+        f"Scorer for recommendations: validation {_format_ranking(result['validation'])}{test}."
+        f"{mix} Recommendations use {used}. {describe_lead(result['lead_over_ease'])}"
     )
 
 
 def describe_mix(mix: dict) -> str:
-    """'The best mix on validation (EASE share 0.8) led EASE alone by 0.8 standard errors of
-    NDCG@10, under the 2 asked (--blend-min-lead): not used.'"""
-    alone = "EASE alone" if mix["alone"] == 1 else "the model alone"
+    """'The best mix on validation (the model with EASE-recent at 0.8) led EASE-recent alone by
+    0.8 standard errors of NDCG@10, under the 2 asked (--blend-min-lead): not used.'"""
+    alone = "the model alone" if mix["alone"] == "model" else f"{mix['alone']} alone"
     errors = mix["standard_errors"]
     by = f"{errors:.1f} standard errors" if errors is not None else f"{mix['lead']:+.4f}"
     verdict = "used" if mix["kept"] else "not used"
     return (
-        f"The best mix on validation (EASE share {mix['ease_weight']:g}) led {alone} by {by} of "
-        f"NDCG@10, {'at least' if mix['kept'] else 'under'} the {mix['min_lead']:g} asked "
-        f"(--blend-min-lead): {verdict}."
+        f"The best mix on validation (the model with {mix['part']} at {mix['ease_weight']:g}) "
+        f"led {alone} by {by} of NDCG@10, {'at least' if mix['kept'] else 'under'} the "
+        f"{mix['min_lead']:g} asked (--blend-min-lead): {verdict}."
     )
 
 

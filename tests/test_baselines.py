@@ -298,25 +298,40 @@ def evaluation_of(ranks: list[int]) -> evaluate.Evaluation:
     return evaluate.Evaluation(0.0, {}, metrics.ranking_metrics(ranked), 0.0, ranked)
 
 
-def test_a_mix_must_lead_the_better_one_alone_by_enough_standard_errors():
-    # 100 targets. EASE alone ranks each 5th; the model alone each 50th.
-    ease, model = [5] * 100, [50] * 100
+def test_a_mix_must_lead_the_best_one_alone_by_enough_standard_errors():
+    model_alone, ease_alone = evaluate.Candidate(None, 0.0), evaluate.Candidate("EASE", 1.0)
+    recent_alone = evaluate.Candidate("EASE-recent", 1.0)
+    mixed = evaluate.Candidate("EASE-recent", 0.5)
+    # 100 targets. EASE-recent alone ranks each 5th; EASE alone each 20th; the model each 50th.
+    recent, ease, model = [5] * 100, [20] * 100, [50] * 100
     # A mix that lifts two targets from 5th to 1st: a lead within chance.
     by_luck = [1, 1] + [5] * 98
     # A mix that lifts most targets one place: a lead far beyond chance.
     by_much = [4] * 90 + [6] * 10
     for mix, kept in ((by_luck, False), (by_much, True)):
-        by_weight = {0.0: evaluation_of(model), 0.5: evaluation_of(mix), 1.0: evaluation_of(ease)}
-        test = evaluate.mix_over_alone(by_weight, 0.5, min_lead=2.0)
-        assert test["alone"] == 1.0 and test["kept"] is kept
-        lead = metrics.paired_lead(by_weight[0.5].ranks, by_weight[1.0].ranks, "NDCG@10")
+        by_candidate = {
+            model_alone: evaluation_of(model),
+            ease_alone: evaluation_of(ease),
+            recent_alone: evaluation_of(recent),
+            mixed: evaluation_of(mix),
+        }
+        test = evaluate.mix_over_alone(by_candidate, mixed, min_lead=2.0)
+        assert test["alone"] == "EASE-recent" and test["kept"] is kept
+        assert test["part"] == "EASE-recent" and test["ease_weight"] == 0.5
+        lead = metrics.paired_lead(
+            by_candidate[mixed].ranks, by_candidate[recent_alone].ranks, "NDCG@10"
+        )
         assert test["standard_errors"] == pytest.approx(lead["lead"] / lead["standard_error"])
         assert (test["standard_errors"] >= 2) is kept
-    # The better one alone may be the model; and a best share that is not a mix needs no test.
-    by_weight = {0.0: evaluation_of(ease), 0.5: evaluation_of(by_luck), 1.0: evaluation_of(model)}
-    assert evaluate.mix_over_alone(by_weight, 0.5, min_lead=2.0)["alone"] == 0.0
-    assert evaluate.mix_over_alone(by_weight, 1.0, min_lead=2.0) is None
-    assert evaluate.mix_over_alone(by_weight, 0.5, min_lead=0.0) is None
+    # The best one alone may be the model; and a best candidate alone needs no test.
+    by_candidate = {
+        model_alone: evaluation_of(recent),
+        ease_alone: evaluation_of(model),
+        mixed: evaluation_of(by_luck),
+    }
+    assert evaluate.mix_over_alone(by_candidate, mixed, min_lead=2.0)["alone"] == "model"
+    assert evaluate.mix_over_alone(by_candidate, ease_alone, min_lead=2.0) is None
+    assert evaluate.mix_over_alone(by_candidate, mixed, min_lead=0.0) is None
 
 
 def test_pmi_embeddings_put_titles_held_together_close():

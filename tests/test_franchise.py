@@ -110,7 +110,8 @@ def test_the_rules_at_work(franchises):
     viewer = Viewer(seen={20, 30}, dropped={30}, started=[20])
     chosen = select(ranked, score, viewer, franchises, top_k=20)
     assert [p.anime_id for p in chosen.continue_items] == [21]
-    assert chosen.continue_items[0].notes == ("next after B",)
+    assert chosen.continue_items[0].after == 20  # its reason: "next after B" (reasons.py)
+    assert chosen.continue_items[0].notes == ()
     assert [p.anime_id for p in chosen.items] == [10, 40, 50, 51]
     assert chosen.items[0].notes == ("in place of A Season 3 (its prequel chain is unwatched)",)
     assert chosen.items[0].log_prob == -1.9  # the title's own score, not the one it replaced

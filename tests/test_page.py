@@ -55,7 +55,7 @@ def document() -> dict:
             item(2, "Plain Title", anilist_url="javascript:alert(1)"),
             item(3, "シュタインズ・ゲート", reason="", rules_applied=[]),
         ],
-        "continue": [item(4, "Next Season", rules_applied=["next after Season 1"])],
+        "continue": [item(4, "Next Season", reason="next after Season 1", rules_applied=[])],
     }
 
 

@@ -62,6 +62,7 @@ class Truth:
             return x
 
         self.prequels: dict[int, set[int]] = {}
+        self.parents: dict[int, set[int]] = {}  # a side story's series
         self.recaps: set[int] = set()
         for media in world.media:
             for edge in media["relations"]["edges"]:
@@ -72,6 +73,10 @@ class Truth:
                     self.prequels.setdefault(media["id"], set()).add(other)
                 if kind == "SUMMARY":
                     self.recaps.add(other)
+                if kind == "PARENT":
+                    self.parents.setdefault(media["id"], set()).add(other)
+                if kind == "SIDE_STORY":
+                    self.parents.setdefault(other, set()).add(media["id"])
         self.franchise = {m["id"]: root(m["id"]) for m in world.media}
         self.release = {
             m["id"]: (m["startDate"]["year"], m["startDate"]["month"], m["startDate"]["day"])
@@ -132,11 +137,25 @@ def test_every_simulated_users_top_20_follows_the_franchise_rules(world, trained
             ]
             if waiting and len(continued) < DEFAULT_CONTINUE:
                 assert any(truth.franchise[a] == franchise for a in continued), user.user_name
+        for item in shown:
+            assert item.reason, (user.user_name, item.anime.anime_id)  # never nothing
+        # A Continue entry's reason is the watched entry right before it, by the world's edges:
+        # its prequel, or the series a side story tells more of.
+        for item in result.continue_items:
+            if item.reason.startswith("next after "):
+                before, anime_id = item.reasons[0].anime, item.anime.anime_id
+                assert item.reason == f"next after {before.title}"
+                right_before = truth.prequels.get(anime_id, set()) | truth.parents.get(
+                    anime_id, set()
+                )
+                assert before.anime_id in right_before and before.anime_id in status
+                counts["named the one before"] += 1
         counts["continued"] += len(continued)
         counts["replaced"] += sum(bool(r.rules_applied) for r in result.items)
         counts["dropped"] += bool(dropped)
     # The rules had work to do: sequels replaced, franchises to continue, dropped ones.
     assert counts["continued"] and counts["replaced"] and counts["dropped"], counts
+    assert counts["named the one before"] >= 0.8 * counts["continued"], counts
     # Rules pass over titles before the cut, so nearly every list is still full.
     assert counts["full"] >= 0.8 * len(users), counts
 
