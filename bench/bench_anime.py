@@ -61,8 +61,8 @@ from matplotlib.figure import Figure
 from bench import movielens
 from bench.baseline_report import baseline_rows, rounded, settings_of
 from bench.compare_recbole import machine
+from bert4rec import commands, db, files, tuning
 from bert4rec import config as config_module
-from bert4rec import db, files, tuning
 from bert4rec.baselines import BASELINE_NAMES
 from bert4rec.train import LEAVE_ONE_OUT_PROTOCOL, TrainingError, train
 
@@ -476,7 +476,7 @@ def write_results(args: argparse.Namespace, lists, rows: list[dict]) -> None:
     )
     result = {
         "dataset": lists.name if lists.ordered else f"{DATASET} (+ {METADATA})",
-        "command": "python bench/bench_anime.py " + " ".join(sys.argv[1:]),
+        "command": commands.python("bench/bench_anime.py", *sys.argv[1:]),
         "protocol": (
             order
             + (f"only the {args.top_titles} titles on most lists kept; " if args.top_titles else "")
