@@ -16,9 +16,11 @@ whole list can rank the newest title below popularity, teaching the network to r
 lambda and decay chosen there (evaluate.fit_baselines). Its teacher weighs each visible title
 by its distance d to the masked position, exp(-(d - 1) / decay): BERT4Rec is bidirectional and
 masks anywhere, so titles on both sides count, the nearest most; for the newest title
-(d = age + 1) this is EASE-recent's own weighting. When the decay chosen is none (unordered
-lists) the teacher is EASE over every visible title alike. "EASE" always takes that one (what
-runs trained with before the choice existed).
+(d = age + 1) this is EASE-recent's own weighting. The weights are scaled to sum to the number
+of visible titles, as EASE's do, so --distill-temperature sharpens both teachers alike (a
+scale changes no ranking: the newest-title targets rank as EASE-recent does). When the decay
+chosen is none (unordered lists) the teacher is EASE over every visible title alike. "EASE"
+always takes that one (what runs trained with before the choice existed).
 
 When the teacher is used (--distill-min-lead). A teacher helps when it ranks what the network
 cannot yet: the network starts from the popularity ranking (--popularity-init), and a teacher no
@@ -140,12 +142,17 @@ class Teacher:
         self, visible: torch.Tensor, folds: torch.Tensor, rows: torch.Tensor, places: torch.Tensor
     ) -> torch.Tensor:
         """[M, N] for masked position m (sequence rows[m], place places[m]): the visible
-        titles' rows weighted exp(-(d - 1) / decay) by their distance d to it, summed."""
+        titles' rows weighted exp(-(d - 1) / decay) by their distance d to it, the weights
+        scaled to sum to the number of visible titles, summed."""
         batch, length = visible.shape
         device = visible.device
         distance = (torch.arange(length, device=device)[None, :] - places[:, None]).abs()
         weights = torch.exp((1 - distance).float() / self.decay)  # [M, L]
-        weights = weights.masked_fill(visible[rows] == PAD_INDEX, 0.0)
+        shown = visible[rows] != PAD_INDEX
+        weights = weights.masked_fill(~shown, 0.0)
+        # summing to the number of visible titles, as EASE's weights of 1 do: the same
+        # temperature sharpens both teachers alike (each position's ranking is unchanged)
+        weights *= shown.sum(dim=1, keepdim=True) / weights.sum(dim=1, keepdim=True).clamp(1e-12)
         # each sequence's masked positions side by side: slot = its index within the sequence
         slot = torch.arange(len(rows), device=device) - torch.searchsorted(rows, rows)
         slots = int(slot.max()) + 1 if len(rows) else 1

@@ -59,16 +59,18 @@ def test_order_aware_soft_targets_by_hand():
             row[title] = probability
         return row
 
-    near = 1.0  # distance 1
-    # masked place 2: titles 1 and 2 at distance 1; candidates 3 and 4
-    first = near * weights[0] + near * weights[1]
+    # The weights are scaled to sum to the number of visible titles (2 in each row here).
+    # Masked place 2: titles 1 and 2 at distance 1 (weights 1 and 1); candidates 3 and 4.
+    first = weights[0] + weights[1]
     assert targets[0].tolist() == pytest.approx(expected(first, [2, 3]))
     # masked place 4: 2 at distance 1, 1 at distance 3
-    second = weights[1] + np.exp(-2 / decay) * weights[0]
+    far = np.exp(-2 / decay)
+    second = (weights[1] + far * weights[0]) * 2 / (1 + far)
     assert targets[1].tolist() == pytest.approx(expected(second, [2, 3]))
     # row 1's newest-title case (1 newest, then 2): EASE-recent's weighting, age = d - 1
     recent = baselines.RecentEASE(weights, 10.0, decay)
-    scores = recent.scores([np.array([2, 1])])[0]
+    older = np.exp(-1 / decay)
+    scores = recent.scores([np.array([2, 1])])[0] * 2 / (1 + older)
     assert targets[2].tolist() == pytest.approx(expected(scores, [2, 3]))
 
 
