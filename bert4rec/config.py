@@ -248,7 +248,8 @@ class TrainConfig:
     )
     baselines: bool = _setting(
         True,
-        "at the start, fit ItemKNN and EASE beside the popularity baseline and rank the same "
+        "at the start, fit ItemKNN, EASE and EASE-recent beside the popularity baseline (their "
+        "settings chosen on validation) and rank the same "
         "validation (and test) targets with them; EASE inverts a titles x titles matrix, or a "
         "users x users one when there are fewer users (about 18 s for 5,000 users and 3,000 "
         "titles on 2 cores, 4 s for 500 users and 5,000 titles; skipped past 12,000 titles)",

@@ -194,9 +194,11 @@ class TrainingHistory:
     learning_rates: list[float] = field(default_factory=list)
     popularity_baseline: dict[str, float] = field(default_factory=dict)  # constant over epochs
     # name -> {"validation": ranking, "test": ranking (when tested), "lambda", "seconds"} or
-    # {"skipped": why}: popularity, ItemKNN and EASE on the same targets (evaluate.fit_baselines)
+    # {"skipped": why}: popularity, ItemKNN, EASE and EASE-recent on the same targets, with the
+    # settings chosen on validation (evaluate.fit_baselines)
     baselines: dict[str, dict] = field(default_factory=dict)
-    # After training: the best model blended with EASE (evaluate.fit_blend); empty when not run
+    # After training: what recommendations serve, chosen among the model, EASE, EASE-recent and
+    # mixes (evaluate.fit_blend); empty when not run
     blend: dict = field(default_factory=dict)
     best_epoch: int = 0
     best_val_loss: float | None = None  # the best epoch's
