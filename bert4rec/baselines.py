@@ -297,7 +297,11 @@ class RecentEASE:
         return weights[:, None] * self.weights[np.ix_(rows, columns)]
 
     def describe(self) -> str:
-        recency = "every title alike" if np.isinf(self.decay) else f"decay {self.decay:g} titles"
+        recency = (
+            "every title alike"
+            if np.isinf(self.decay)
+            else f"decay {self.decay:g} title{'' if self.decay == 1 else 's'}"
+        )
         return f"lambda {self.lam:g}, {recency}"
 
 

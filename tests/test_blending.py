@@ -63,7 +63,7 @@ def test_a_matching_blend_decides_and_is_announced(tmp_path):
     recommender = Recommender.load(tmp_path, catalogue(), notify=notes.append)
     assert recommender.blend is not None
     assert (
-        "Scoring: EASE-recent alone (lambda 100, decay 1 titles), chosen on validation over the "
+        "Scoring: EASE-recent alone (lambda 100, decay 1 title), chosen on validation over the "
         "model alone, EASE alone, EASE-recent alone and the model's mixes with each." in notes
     )
     result = recommender.recommend(WatchedTitles(watched=(11,)), top_k=4)
@@ -72,10 +72,10 @@ def test_a_matching_blend_decides_and_is_announced(tmp_path):
     assert 11 not in [r.anime.anime_id for r in top]  # a watched title is never recommended
     # --json and the page say which scorer made the list, and that its score is no probability
     document = json_document(recommender, result, name="x", source="titles", watched=1)
-    assert document["scoring"].startswith("EASE-recent alone (lambda 100, decay 1 titles)")
+    assert document["scoring"].startswith("EASE-recent alone (lambda 100, decay 1 title)")
     assert document["score"].endswith("it is not a probability")
     assert "EASE-recent&#x27;s score" in page.render(document)  # the reasons' method
-    assert "Scoring: EASE-recent alone (lambda 100, decay 1 titles)" in page.render(document)
+    assert "Scoring: EASE-recent alone (lambda 100, decay 1 title)" in page.render(document)
 
 
 def test_a_file_written_before_ease_recent_loads_as_plain_ease(tmp_path):
