@@ -297,12 +297,14 @@ class RecentEASE:
         return weights[:, None] * self.weights[np.ix_(rows, columns)]
 
     def describe(self) -> str:
-        recency = (
-            "every title alike"
-            if np.isinf(self.decay)
-            else f"decay {self.decay:g} title{'' if self.decay == 1 else 's'}"
-        )
-        return f"lambda {self.lam:g}, {recency}"
+        return f"lambda {self.lam:g}, {decay_words(self.decay) or 'every title alike'}"
+
+
+def decay_words(decay: float) -> str:
+    """'decay 2 titles' ('decay 1 title'), or '' when every title counts alike (inf)."""
+    if np.isinf(decay):
+        return ""
+    return f"decay {decay:g} title{'' if decay == 1 else 's'}"
 
 
 def pmi_embeddings(

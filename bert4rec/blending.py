@@ -95,8 +95,8 @@ def credit_scales(
 
 def part_settings(lam: float, decay: float) -> str:
     """'lambda 100, decay 2 titles', or 'lambda 100' when every title counts alike."""
-    recency = "" if math.isinf(decay) else f", decay {decay:g} title{'' if decay == 1 else 's'}"
-    return f"lambda {lam:g}{recency}"
+    recency = baselines.decay_words(decay)
+    return f"lambda {lam:g}, {recency}" if recency else f"lambda {lam:g}"
 
 
 class Blend(NamedTuple):
