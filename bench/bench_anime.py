@@ -4,9 +4,12 @@
 whose ratings carry times, so each list is in the order it was made (the ordered regime, like
 AniList's dated lists); its users are drawn the same way, the catalogue is every movie the subset
 rated, ranked by training ratings alone (bench/movielens.py), and results go to
-bench/results/ml1m_sizes.json and ml1m_sizes_hr10.png.
+bench/results/ml1m_sizes.json and ml1m_sizes_hr10.png. --dataset simulator: the bundled simulator's
+fans, in the order watched (ordered too), a world of each size (SimulatorLists); results go to
+bench/results/simulator_sizes.json.
 
     python bench/bench_anime.py --dataset ml1m --sizes 200,500 --draws 2
+    python bench/bench_anime.py --dataset simulator --sizes 2000
 
 Data: ../shared/datasets/anime-cooperunion-5k (5,000 MyAnimeList users' lists from about 2016-17,
 7,390 titles) and ../shared/datasets/anime-metadata (MAL -> AniList ids, names, genres); read the
@@ -60,7 +63,9 @@ from matplotlib.figure import Figure
 
 from bench import movielens
 from bench.baseline_report import baseline_rows, rounded, settings_of
+from bench.bench_default_training import LIST_SIZE_LOG_MEAN as SIMULATOR_LIST_SIZE_LOG_MEAN
 from bench.compare_recbole import machine
+from bench.gpu_check import build_synthetic_store
 from bert4rec import commands, db, files, tuning
 from bert4rec import config as config_module
 from bert4rec.baselines import BASELINE_NAMES
@@ -76,6 +81,8 @@ ORDER_SEED, SUBSET_SEED, MIN_TITLES = 7, 1, 5
 NO_ANILIST_ID = 900_000_000  # + MAL id, for titles arm.json does not map
 FIRST_DAY = dt.date(1990, 1, 1)
 HELD_OUT = config_module.LEAVE_ONE_OUT_MIN_ITEMS - 1  # each user's validation and test targets
+# --dataset simulator: bench/bench_default_training.py's world (3,000 titles, ~300 per list).
+SIMULATOR_TITLES, SIMULATOR_SEED, MAX_SIMULATED_USERS = 3000, 42, 20_000
 
 
 class AnimeDataError(Exception):
@@ -142,6 +149,11 @@ class AnimeLists:
 
     name = DATASET
     ordered = False
+    order_words = (
+        f"each user's titles in a seeded random order (random.Random({ORDER_SEED})): the data "
+        "has no watch order; "
+    )
+    catalogue_words = "catalogue = every title of the subset, ranked by training titles alone; "
 
     def subset(self, size: str, draw: int = 0) -> list[int]:
         return draw_users(self.eligible, size, draw)
@@ -175,6 +187,10 @@ class MovieLensLists:
 
     name = movielens.DATASET_NAME
     ordered = True
+    order_words = (
+        "each user's ratings in the order they were made (ties by title, bench/movielens.py); "
+    )
+    catalogue_words = AnimeLists.catalogue_words
 
     def __init__(self, cache: Path | None = None, min_titles: int = MIN_TITLES) -> None:
         try:
@@ -197,6 +213,48 @@ class MovieLensLists:
         finally:
             conn.close()
         return {"users": counts.users, "titles": counts.items, "interactions": counts.ratings}
+
+
+class SimulatorLists:
+    """The bundled simulator's fans (bert4rec/synthetic.py), each list in the order watched, as
+    bench/bench_default_training.py builds them: 3,000 titles, lists of about 300 titles. A size
+    is a world of that many generated accounts (seed SIMULATOR_SEED + draw), stored as the data
+    stages store it (private accounts and lists under 20 watched titles left out)."""
+
+    name = "simulator"
+    ordered = True
+    order_words = "each simulated fan's list in the order watched (bert4rec/synthetic.py); "
+    catalogue_words = (
+        "catalogue = the world's titles, ranked by the simulated AniList popularity (a signal "
+        "from outside the lists, as on AniList); "
+    )
+    eligible = range(1, MAX_SIMULATED_USERS + 1)  # any size up to this; no 'all'
+
+    def subset(self, size: str, draw: int = 0) -> tuple[int, int]:
+        return int(size), draw
+
+    def import_subset(self, users: tuple[int, int], path: Path) -> dict:
+        count, draw = users
+        built = build_synthetic_store(
+            path,
+            SIMULATOR_TITLES,
+            count,
+            seed=SIMULATOR_SEED + draw,
+            list_size_log_mean=SIMULATOR_LIST_SIZE_LOG_MEAN,
+        )
+        conn = db.connect(path)
+        try:
+            interactions = conn.execute(
+                "SELECT COUNT(*) FROM bert_user_anime_list l JOIN bert_users u "
+                "ON u.user_id = l.user_id WHERE u.state = 'loaded'"
+            ).fetchone()[0]
+        finally:
+            conn.close()
+        return {
+            "users": built["users_loaded"],
+            "titles": built["titles"],
+            "interactions": interactions,
+        }
 
 
 def import_subset(lists: AnimeLists, users: list[int], path: Path) -> dict:
@@ -384,10 +442,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--dataset",
-        choices=("anime", "ml1m"),
+        choices=("anime", "ml1m", "simulator"),
         default="anime",
         help="anime: the shared anime lists, in a seeded random order; ml1m: MovieLens-1M in "
-        "the order each user rated (default: %(default)s)",
+        "the order each user rated; simulator: the bundled simulator's fans, in the order "
+        "watched, a world of each size (default: %(default)s)",
     )
     parser.add_argument(
         "--sizes",
@@ -437,14 +496,18 @@ def main(argv: list[str] | None = None) -> int:
     given = config_module.given_settings(args)
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     try:
-        stem = "anime" if args.dataset == "anime" else "ml1m_sizes"
+        stem = "anime" if args.dataset == "anime" else f"{args.dataset}_sizes"
         args.json = args.json or RESULTS / f"{stem}.json"
         args.plot = args.plot or RESULTS / f"{stem}_hr10.png"
         if args.dataset == "ml1m":
             lists = MovieLensLists(min_titles=args.min_titles)
+        elif args.dataset == "simulator":
+            lists = SimulatorLists()
         else:
             lists = AnimeLists(args.data or datasets_dir(), args.top_titles, args.min_titles)
         for size in sizes:
+            if size == "all" and isinstance(lists, SimulatorLists):
+                raise ValueError("--sizes: the simulator has no 'all'; give user counts")
             if size != "all" and not (size.isdigit() and 0 < int(size) <= len(lists.eligible)):
                 raise ValueError(f"--sizes: {size!r} is not 'all' or 1..{len(lists.eligible)}")
         if args.draws < 1:
@@ -468,19 +531,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_results(args: argparse.Namespace, lists, rows: list[dict]) -> None:
-    order = (
-        "each user's ratings in the order they were made (ties by title, bench/movielens.py); "
-        if lists.ordered
-        else f"each user's titles in a seeded random order (random.Random({ORDER_SEED})): the "
-        "data has no watch order; "
-    )
-    result = {
-        "dataset": lists.name if lists.ordered else f"{DATASET} (+ {METADATA})",
-        "command": commands.python("bench/bench_anime.py", *sys.argv[1:]),
-        "protocol": (
-            order
-            + (f"only the {args.top_titles} titles on most lists kept; " if args.top_titles else "")
-            + f"users with at least {args.min_titles} titles, subsets drawn "
+    if isinstance(lists, SimulatorLists):
+        users = (
+            f"a world of that many generated accounts per size (seed {SIMULATOR_SEED}"
+            + (f", then {SIMULATOR_SEED + 1} on for further draws" if args.draws > 1 else "")
+            + ")"
+        )
+    else:
+        users = (
+            f"users with at least {args.min_titles} titles, subsets drawn "
             f"with random.Random({SUBSET_SEED}).sample"
             + (
                 f" (and {args.draws - 1} more per size but 'all', random.Random("
@@ -488,10 +547,19 @@ def write_results(args: argparse.Namespace, lists, rows: list[dict]) -> None:
                 if args.draws > 1
                 else ""
             )
-            + "; catalogue = every title of the subset, ranked by training titles alone; "
+        )
+    result = {
+        "dataset": lists.name if lists.ordered else f"{DATASET} (+ {METADATA})",
+        "command": commands.python("bench/bench_anime.py", *sys.argv[1:]),
+        "protocol": (
+            lists.order_words
+            + (f"only the {args.top_titles} titles on most lists kept; " if args.top_titles else "")
+            + users
+            + "; "
+            + lists.catalogue_words
             + LEAVE_ONE_OUT_PROTOCOL
         ),
-        "eligible_users": len(lists.eligible),
+        "eligible_users": None if isinstance(lists, SimulatorLists) else len(lists.eligible),
         "rows": rows,
         "means_over_draws": mean_rows(rows),
         "machine": machine(),

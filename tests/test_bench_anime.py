@@ -116,3 +116,34 @@ def test_the_catalogue_is_ranked_by_training_titles_alone(tmp_path):
     # training titles: [1, 2], [2], [1]: 1 and 2 twice (2 first, by MAL members), then the
     # titles never trained on by MAL members: 3 (90), 4 (50), 5 (40)
     assert ranked == [2, 1, 3, 4, 5]
+
+
+def test_bench_anime_runs_the_simulator_in_watch_order(tmp_path):
+    """--dataset simulator: a world of each size, stored as the data stages store it; the lists'
+    order carries the signal, so the order-aware baseline is reported beside the others."""
+    results, plot = tmp_path / "sim.json", tmp_path / "sim.png"
+    done = run_script(
+        "bench/bench_anime.py",
+        *("--dataset", "simulator", "--sizes", "40", "--epochs", "1", "--hidden", "32"),
+        *("--heads", "2", "--layers", "1", "--max-seq-len", "30", "--threads", "1"),
+        *("--work", str(tmp_path / "work"), "--json", str(results), "--plot", str(plot)),
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads(results.read_text(encoding="utf-8"))
+    assert record["dataset"] == "simulator" and "order watched" in record["protocol"]
+    (row,) = record["rows"]
+    assert 0 < row["users"] <= 40 and row["titles"] == 3000
+    assert row["interactions"] >= 20 * row["users"]  # lists under 20 titles are left out
+    assert set(row["baselines"]) == {"popularity", "ItemKNN", "EASE", "EASE-recent"}
+    assert imread(plot).ndim == 3
+
+
+def test_the_simulator_has_no_all_size(tmp_path):
+    done = run_script(
+        "bench/bench_anime.py",
+        *("--dataset", "simulator", "--sizes", "all", "--json", str(tmp_path / "x.json")),
+        timeout=120,
+    )
+    assert done.returncode == 1 and "no 'all'" in done.stderr
+    assert not (tmp_path / "x.json").exists()
