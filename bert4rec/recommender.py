@@ -498,14 +498,18 @@ class Recommender:
         """Log-probabilities of the next title, -inf for what may not be recommended, and the
         scales of each part's credits for the reasons (blending.credit_scales). What may not be
         recommended is banned before the blend, so each part is standardised over exactly the
-        titles that may be."""
-        inputs = data.next_item_inputs(
-            histories, self.mapping.mask_index, self.model.config.max_seq_len
-        )
-        logits = self.model.next_item_logits(inputs.to(self.device)).float()
+        titles that may be. When the item-item part alone ranks (share 1), the network is not
+        run: its scores would weigh nothing, and only which titles are banned is needed."""
         banned = data.seen_items(excluded, self.mapping.vocab_size).to(self.device)
         if exclude_adult:
             banned |= self.adult
+        if self.blend is not None and self.blend.share == 1:
+            logits = torch.zeros(banned.shape, device=self.device)
+        else:
+            inputs = data.next_item_inputs(
+                histories, self.mapping.mask_index, self.model.config.max_seq_len
+            )
+            logits = self.model.next_item_logits(inputs.to(self.device)).float()
         logits = logits.masked_fill(banned, float("-inf")).cpu()
         if self.blend is None:
             ones = torch.ones(len(histories))

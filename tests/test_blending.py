@@ -175,6 +175,29 @@ def test_reasons_under_ease_recent_are_its_exact_contributions(tmp_path):
     assert "EASE-recent's score" in recommender.reason_method
 
 
+def test_an_item_item_scorer_alone_ranks_without_running_the_network(tmp_path, monkeypatch):
+    save_model(tmp_path)
+    blending.save(recent_only(), tmp_path / checkpoint.BLEND_FILE)
+    recommender = Recommender.load(tmp_path, catalogue())
+    expected = recommender.recommend(WatchedTitles(watched=(11, 12)), top_k=3).items
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the network ran although its scores weigh nothing")
+
+    monkeypatch.setattr(recommender.model, "next_item_logits", refuse)
+    again = recommender.recommend(WatchedTitles(watched=(11, 12)), top_k=3).items
+    assert [(r.anime.anime_id, r.probability, r.reason) for r in again] == [
+        (r.anime.anime_id, r.probability, r.reason) for r in expected
+    ]
+    assert [r.anime.anime_id for r in again][:2] == [15, 14]
+    # A mix needs the network.
+    blending.save(recent_only(share=0.5), tmp_path / checkpoint.BLEND_FILE)
+    mixed = Recommender.load(tmp_path, catalogue())
+    monkeypatch.setattr(mixed.model, "next_item_logits", refuse)
+    with pytest.raises(AssertionError, match="the network ran"):
+        mixed.recommend(WatchedTitles(watched=(11, 12)), top_k=3)
+
+
 def test_reasons_under_a_mix_weigh_each_part_by_its_share_over_its_spread(tmp_path):
     save_model(tmp_path)
     blending.save(recent_only(share=0.5), tmp_path / checkpoint.BLEND_FILE)
