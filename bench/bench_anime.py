@@ -55,6 +55,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -141,10 +142,8 @@ class AnimeLists:
             items = sorted(set(lists[user]), key=lambda i: self.mal_of[i])
             order.shuffle(items)
             self.lists[user] = items
-        if top_titles:  # the most watched titles alone, each list keeping its order
-            counts = Counter(i for items in self.lists.values() for i in items)
-            kept = {i for i, _ in sorted(counts.items(), key=lambda c: (-c[1], c[0]))[:top_titles]}
-            self.lists = {u: [i for i in items if i in kept] for u, items in self.lists.items()}
+        if top_titles:
+            self.lists = best_known_only(self.lists, self.members, top_titles)
         self.eligible = [u for u in sorted(self.lists) if len(self.lists[u]) >= min_titles]
 
     name = DATASET
@@ -161,6 +160,10 @@ class AnimeLists:
     def import_subset(self, users: list[int], path: Path) -> dict:
         return import_subset(self, users, path)
 
+    def members(self, item: int) -> int:
+        """MyAnimeList members of the title (0 when anime_info.dat has none)."""
+        return int(self.info[item]["members"] or 0) if item in self.info else 0
+
     def anime(self, item: int, rank: int) -> db.Anime:
         info = self.info[item]
         genres = tuple(g.strip() for g in info["genre"].split(",") if g.strip())
@@ -173,6 +176,17 @@ class AnimeLists:
             popularity=int(info["members"]) if info["members"].isdigit() else None,
             popularity_rank=rank,
         )
+
+
+def best_known_only(
+    lists: dict[int, list[int]], members: Callable[[int], int], top_titles: int
+) -> dict[int, list[int]]:
+    """Each list with only the `top_titles` titles of most MyAnimeList members, in its order.
+    Members are a count from outside the lists: counting the lists would let leave-one-out's
+    held-out targets decide which titles stay."""
+    held = {i for items in lists.values() for i in items}
+    kept = set(sorted(held, key=lambda i: (-members(i), i))[:top_titles])
+    return {u: [i for i in items if i in kept] for u, items in lists.items()}
 
 
 def draw_users(eligible: list[int], size: str, draw: int) -> list[int]:
@@ -265,8 +279,7 @@ def import_subset(lists: AnimeLists, users: list[int], path: Path) -> dict:
     and index order follows it)."""
     counts = Counter(i for u in users for i in lists.lists[u])
     trained = Counter(i for u in users for i in lists.lists[u][:-HELD_OUT])
-    members = {i: int(lists.info[i]["members"] or 0) for i in counts}
-    ranked = sorted(counts, key=lambda i: (-trained[i], -members[i], i))
+    ranked = sorted(counts, key=lambda i: (-trained[i], -lists.members(i), i))
     conn = db.connect(path)
     try:
         db.upsert_anime(conn, [lists.anime(i, rank) for rank, i in enumerate(ranked, start=1)])
@@ -483,7 +496,8 @@ def main(argv: list[str] | None = None) -> int:
         "--top-titles",
         type=int,
         default=None,
-        help="keep only the N titles on most lists (all users counted) before choosing users",
+        help="keep only the N titles with the most MyAnimeList members (a count from outside "
+        "the lists, so no held-out title decides) before choosing users",
     )
     parser.add_argument(
         "--min-titles",
@@ -553,7 +567,11 @@ def write_results(args: argparse.Namespace, lists, rows: list[dict]) -> None:
         "command": commands.python("bench/bench_anime.py", *sys.argv[1:]),
         "protocol": (
             lists.order_words
-            + (f"only the {args.top_titles} titles on most lists kept; " if args.top_titles else "")
+            + (
+                f"only the {args.top_titles} titles with most MyAnimeList members kept; "
+                if args.top_titles
+                else ""
+            )
             + users
             + "; "
             + lists.catalogue_words

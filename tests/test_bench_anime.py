@@ -118,6 +118,17 @@ def test_the_catalogue_is_ranked_by_training_titles_alone(tmp_path):
     assert ranked == [2, 1, 3, 4, 5]
 
 
+def test_top_titles_keeps_the_best_known_titles_whatever_the_lists_hold_out():
+    """Title 3 is on every list, always as a held-out target; counting the lists would keep it.
+    MyAnimeList members decide instead."""
+    from bench.bench_anime import best_known_only
+
+    lists = {1: [1, 2, 4, 3], 2: [2, 5, 3], 3: [1, 3, 5]}
+    members = {1: 10, 2: 20, 3: 5, 4: 50, 5: 40}
+    kept = best_known_only(lists, members.__getitem__, 3)
+    assert kept == {1: [2, 4], 2: [2, 5], 3: [5]}
+
+
 def test_bench_anime_runs_the_simulator_in_watch_order(tmp_path):
     """--dataset simulator: a world of each size, stored as the data stages store it; the lists'
     order carries the signal, so the order-aware baseline is reported beside the others."""
