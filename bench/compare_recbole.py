@@ -26,6 +26,7 @@ Peak memory is the peak RSS of each worker process, reading the data included.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -347,9 +348,11 @@ def machine() -> dict:
     }
 
 
+@functools.cache
 def source_commit() -> str | None:
     """The commit of the code measured (with '+changes' when the work tree differs), or None
-    outside a git checkout."""
+    outside a git checkout. Read once, when the benchmark starts (below): a commit made while
+    it runs is not the code it measures."""
     root = Path(__file__).resolve().parent.parent
 
     def git(*args: str) -> str:
@@ -360,6 +363,9 @@ def source_commit() -> str | None:
     if not head:
         return None
     return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+source_commit()  # at import, as the benchmark starts
 
 
 def main(argv: list[str] | None = None) -> int:
