@@ -242,8 +242,16 @@ class TrainConfig:
     )
     patience: int = _setting(
         20,
-        "stop when the --select-by figure has not improved for this many epochs "
+        "stop when the --select-by figure has not improved for this many epochs, and for "
+        "--patience-steps training steps "
         "(0 = off: train all --epochs; best_model.pth keeps the best epoch anyway)",
+        on_resume="free",
+    )
+    patience_steps: int = _setting(
+        500,
+        "early stopping also waits this many training steps since the best epoch: with few "
+        "users an epoch is a few steps, and 20 of them are too few for the network to get "
+        "going (0 = --patience epochs alone)",
         on_resume="free",
     )
     baselines: bool = _setting(
@@ -308,6 +316,7 @@ class TrainConfig:
             "threads",
             "checkpoint_every",
             "patience",
+            "patience_steps",
             "weight_decay",
             "grad_clip",
             "blend_min_lead",

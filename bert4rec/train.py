@@ -853,6 +853,12 @@ def carry_best_model(run: Run) -> None:
     checkpoint.save(saved, target)
 
 
+def patience_epochs(config: TrainConfig, steps_per_epoch: int) -> int:
+    """How many epochs without a better one end training: --patience, or more where that many
+    epochs hold fewer than --patience-steps training steps."""
+    return max(config.patience, math.ceil(config.patience_steps / max(1, steps_per_epoch)))
+
+
 def train_epochs(run: Run) -> TrainingHistory:
     """The epochs from run.start_epoch on, then the final outputs."""
     config, history = run.config, run.history
@@ -866,10 +872,11 @@ def train_epochs(run: Run) -> TrainingHistory:
             improved = train_one_epoch(run, epoch, step)
             save_epoch(run, epoch, improved)
             finished = copy.deepcopy(run.training_file(epoch))
-            if config.patience and history.epochs_since_best() >= config.patience:
+            waited = patience_epochs(config, len(run.train_set))
+            if config.patience and history.epochs_since_best() >= waited:
                 log.info(
                     f"\nEarly stopping: no better epoch (--select-by {config.select_by}) for "
-                    f"{config.patience} epochs (best: {history.describe_best()})."
+                    f"{waited} epochs (best: {history.describe_best()})."
                 )
                 break
     except KeyboardInterrupt:

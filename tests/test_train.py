@@ -536,11 +536,22 @@ def test_help_lists_every_setting_with_its_default():
 
 def test_early_stopping(planted_db, tmp_path):
     history = training.train(
-        tiny_config(planted_db, tmp_path, epochs=30, patience=1, lr=1e-1, warmup=0)
+        tiny_config(
+            planted_db, tmp_path, epochs=30, patience=1, patience_steps=0, lr=1e-1, warmup=0
+        )
     )
     assert history.epochs_done < 30 and history.epochs_since_best() == 1
     assert (tmp_path / "models/final_model.pth").is_file()
     assert len(read_metrics(tmp_path)["val_losses"]) == history.epochs_done
+
+
+def test_early_stopping_waits_enough_steps_where_epochs_are_short():
+    """50 users are one step an epoch: 20 epochs are 20 steps, too few to leave the start."""
+    config = TrainConfig(patience=20, patience_steps=500)
+    assert training.patience_epochs(config, steps_per_epoch=1) == 500
+    assert training.patience_epochs(config, steps_per_epoch=4) == 125
+    assert training.patience_epochs(config, steps_per_epoch=32) == 20  # 640 steps: --patience
+    assert training.patience_epochs(replace(config, patience_steps=0), 1) == 20
 
 
 def test_sequences_are_built_from_the_store(planted_db):
