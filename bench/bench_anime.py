@@ -100,7 +100,36 @@ def read_tsv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle, delimiter="\t"))
 
 
-class AnimeLists:
+class DrawnLists:
+    """Lists of real users, from which each size draws a seeded subset (draw_users)."""
+
+    eligible: list[int]
+
+    @property
+    def eligible_users(self) -> int:
+        return len(self.eligible)
+
+    def subset(self, size: str, draw: int = 0) -> list[int]:
+        return draw_users(self.eligible, size, draw)
+
+    def check_size(self, size: str) -> None:
+        if size != "all" and not (size.isdigit() and 0 < int(size) <= len(self.eligible)):
+            raise ValueError(f"--sizes: {size!r} is not 'all' or 1..{len(self.eligible)}")
+
+    def users_words(self, min_titles: int, draws: int) -> str:
+        return (
+            f"users with at least {min_titles} titles, subsets drawn "
+            f"with random.Random({SUBSET_SEED}).sample"
+            + (
+                f" (and {draws - 1} more per size but 'all', random.Random("
+                f"{SUBSET_SEED + 1}) on; means_over_draws averages them)"
+                if draws > 1
+                else ""
+            )
+        )
+
+
+class AnimeLists(DrawnLists):
     """The users' lists (item ids of the sample) and each item's metadata."""
 
     def __init__(
@@ -154,9 +183,6 @@ class AnimeLists:
     )
     catalogue_words = "catalogue = every title of the subset, ranked by training titles alone; "
 
-    def subset(self, size: str, draw: int = 0) -> list[int]:
-        return draw_users(self.eligible, size, draw)
-
     def import_subset(self, users: list[int], path: Path) -> dict:
         return import_subset(self, users, path)
 
@@ -196,7 +222,7 @@ def draw_users(eligible: list[int], size: str, draw: int) -> list[int]:
     return sorted(random.Random(SUBSET_SEED + draw).sample(eligible, int(size)))
 
 
-class MovieLensLists:
+class MovieLensLists(DrawnLists):
     """MovieLens-1M's users, each list in the order it was rated (bench/movielens.py)."""
 
     name = movielens.DATASET_NAME
@@ -215,9 +241,6 @@ class MovieLensLists:
         for rating in ratings:
             self.ratings.setdefault(rating.user_id, []).append(rating)
         self.eligible = [u for u in sorted(self.ratings) if len(self.ratings[u]) >= min_titles]
-
-    def subset(self, size: str, draw: int = 0) -> list[int]:
-        return draw_users(self.eligible, size, draw)
 
     def import_subset(self, users: list[int], path: Path) -> dict:
         chosen = [r for u in users for r in self.ratings[u]]
@@ -242,10 +265,23 @@ class SimulatorLists:
         "catalogue = the world's titles, ranked by the simulated AniList popularity (a signal "
         "from outside the lists, as on AniList); "
     )
-    eligible = range(1, MAX_SIMULATED_USERS + 1)  # any size up to this; no 'all'
+    eligible_users = None  # a world is generated for each size, up to MAX_SIMULATED_USERS
 
     def subset(self, size: str, draw: int = 0) -> tuple[int, int]:
         return int(size), draw
+
+    def check_size(self, size: str) -> None:
+        if not (size.isdigit() and 0 < int(size) <= MAX_SIMULATED_USERS):
+            raise ValueError(
+                f"--sizes: {size!r} is not 1..{MAX_SIMULATED_USERS} (the simulator has no 'all')"
+            )
+
+    def users_words(self, min_titles: int, draws: int) -> str:
+        return (
+            f"a world of that many generated accounts per size (seed {SIMULATOR_SEED}"
+            + (f", then {SIMULATOR_SEED + 1} on for further draws" if draws > 1 else "")
+            + ")"
+        )
 
     def import_subset(self, users: tuple[int, int], path: Path) -> dict:
         count, draw = users
@@ -520,10 +556,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             lists = AnimeLists(args.data or datasets_dir(), args.top_titles, args.min_titles)
         for size in sizes:
-            if size == "all" and isinstance(lists, SimulatorLists):
-                raise ValueError("--sizes: the simulator has no 'all'; give user counts")
-            if size != "all" and not (size.isdigit() and 0 < int(size) <= len(lists.eligible)):
-                raise ValueError(f"--sizes: {size!r} is not 'all' or 1..{len(lists.eligible)}")
+            lists.check_size(size)
         if args.draws < 1:
             raise ValueError(f"--draws must be at least 1 (got {args.draws})")
         with tempfile.TemporaryDirectory(prefix="bench_anime_") as temporary:
@@ -545,23 +578,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_results(args: argparse.Namespace, lists, rows: list[dict]) -> None:
-    if isinstance(lists, SimulatorLists):
-        users = (
-            f"a world of that many generated accounts per size (seed {SIMULATOR_SEED}"
-            + (f", then {SIMULATOR_SEED + 1} on for further draws" if args.draws > 1 else "")
-            + ")"
-        )
-    else:
-        users = (
-            f"users with at least {args.min_titles} titles, subsets drawn "
-            f"with random.Random({SUBSET_SEED}).sample"
-            + (
-                f" (and {args.draws - 1} more per size but 'all', random.Random("
-                f"{SUBSET_SEED + 1}) on; means_over_draws averages them)"
-                if args.draws > 1
-                else ""
-            )
-        )
     result = {
         "dataset": lists.name if lists.ordered else f"{DATASET} (+ {METADATA})",
         "command": commands.python("bench/bench_anime.py", *sys.argv[1:]),
@@ -572,12 +588,12 @@ def write_results(args: argparse.Namespace, lists, rows: list[dict]) -> None:
                 if args.top_titles
                 else ""
             )
-            + users
+            + lists.users_words(args.min_titles, args.draws)
             + "; "
             + lists.catalogue_words
             + LEAVE_ONE_OUT_PROTOCOL
         ),
-        "eligible_users": None if isinstance(lists, SimulatorLists) else len(lists.eligible),
+        "eligible_users": lists.eligible_users,
         "rows": rows,
         "means_over_draws": mean_rows(rows),
         "machine": machine(),
