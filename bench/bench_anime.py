@@ -37,6 +37,7 @@ Protocol:
     python bench/bench_anime.py                          # every size, default training
     python bench/bench_anime.py --sizes 500 --epochs 20  # a quick look
     python bench/bench_anime.py --sizes 50,200 --draws 5 # small sizes, less noise
+    python bench/bench_anime.py --sizes 500 --draws 3 --first-draw 2  # add draws 2, 3
 
 Titles without an AniList id (221 of 7,390) are stored under 900,000,000 + their MAL id.
 """
@@ -116,14 +117,15 @@ class DrawnLists:
         if size != "all" and not (size.isdigit() and 0 < int(size) <= len(self.eligible)):
             raise ValueError(f"--sizes: {size!r} is not 'all' or 1..{len(self.eligible)}")
 
-    def users_words(self, min_titles: int, draws: int) -> str:
+    def users_words(self, min_titles: int, draws: range) -> str:
+        first = SUBSET_SEED + draws[0] - 1
         return (
             f"users with at least {min_titles} titles, subsets drawn "
-            f"with random.Random({SUBSET_SEED}).sample"
+            f"with random.Random({first}).sample"
             + (
-                f" (and {draws - 1} more per size but 'all', random.Random("
-                f"{SUBSET_SEED + 1}) on; means_over_draws averages them)"
-                if draws > 1
+                f" (and {len(draws) - 1} more per size but 'all', random.Random("
+                f"{first + 1}) on; means_over_draws averages them)"
+                if len(draws) > 1
                 else ""
             )
         )
@@ -276,10 +278,11 @@ class SimulatorLists:
                 f"--sizes: {size!r} is not 1..{MAX_SIMULATED_USERS} (the simulator has no 'all')"
             )
 
-    def users_words(self, min_titles: int, draws: int) -> str:
+    def users_words(self, min_titles: int, draws: range) -> str:
+        first = SIMULATOR_SEED + draws[0] - 1
         return (
-            f"a world of that many generated accounts per size (seed {SIMULATOR_SEED}"
-            + (f", then {SIMULATOR_SEED + 1} on for further draws" if draws > 1 else "")
+            f"a world of that many generated accounts per size (seed {first}"
+            + (f", then {first + 1} on for further draws" if len(draws) > 1 else "")
             + ")"
         )
 
@@ -529,6 +532,13 @@ def main(argv: list[str] | None = None) -> int:
         "(default: %(default)s)",
     )
     parser.add_argument(
+        "--first-draw",
+        type=int,
+        default=1,
+        help="start at this draw (its subset's seed is random.Random(N)): adds draws 2.. to an "
+        "earlier run without redoing the first; each row names its draw (default: %(default)s)",
+    )
+    parser.add_argument(
         "--top-titles",
         type=int,
         default=None,
@@ -557,13 +567,18 @@ def main(argv: list[str] | None = None) -> int:
             lists = AnimeLists(args.data or datasets_dir(), args.top_titles, args.min_titles)
         for size in sizes:
             lists.check_size(size)
-        if args.draws < 1:
-            raise ValueError(f"--draws must be at least 1 (got {args.draws})")
+        if not 1 <= args.first_draw <= args.draws:
+            raise ValueError(
+                f"--first-draw must be 1..--draws ({args.draws}); got {args.first_draw}"
+            )
+        if args.first_draw > 1 and "all" in sizes:
+            raise ValueError("--sizes: 'all' has one draw only; leave it out with --first-draw")
+        args.draw_numbers = range(args.first_draw, args.draws + 1)
         with tempfile.TemporaryDirectory(prefix="bench_anime_") as temporary:
             work = args.work or Path(temporary)
             rows = []
             for size in sizes:
-                for draw in range(1 if size == "all" else args.draws):
+                for draw in [0] if size == "all" else [n - 1 for n in args.draw_numbers]:
                     print(f"\n=== {size} users, draw {draw + 1} ===", flush=True)
                     rows.append(run_size(lists, size, given, work, draw))
                     print("\n".join(table(rows[-1:], "HR@10")), flush=True)
@@ -588,7 +603,7 @@ def write_results(args: argparse.Namespace, lists, rows: list[dict]) -> None:
                 if args.top_titles
                 else ""
             )
-            + lists.users_words(args.min_titles, args.draws)
+            + lists.users_words(args.min_titles, args.draw_numbers)
             + "; "
             + lists.catalogue_words
             + LEAVE_ONE_OUT_PROTOCOL

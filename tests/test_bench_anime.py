@@ -131,11 +131,13 @@ def test_top_titles_keeps_the_best_known_titles_whatever_the_lists_hold_out():
 
 def test_bench_anime_runs_the_simulator_in_watch_order(tmp_path):
     """--dataset simulator: a world of each size, stored as the data stages store it; the lists'
-    order carries the signal, so the order-aware baseline is reported beside the others."""
+    order carries the signal, so the order-aware baseline is reported beside the others. With
+    --first-draw 2 only the second world is built and trained (seed 43, not 42)."""
     results, plot = tmp_path / "sim.json", tmp_path / "sim.png"
     done = run_script(
         "bench/bench_anime.py",
-        *("--dataset", "simulator", "--sizes", "40", "--epochs", "1", "--hidden", "32"),
+        *("--dataset", "simulator", "--sizes", "40", "--draws", "2", "--first-draw", "2"),
+        *("--epochs", "1", "--hidden", "32"),
         *("--heads", "2", "--layers", "1", "--max-seq-len", "30", "--threads", "1"),
         *("--work", str(tmp_path / "work"), "--json", str(results), "--plot", str(plot)),
         timeout=600,
@@ -143,7 +145,9 @@ def test_bench_anime_runs_the_simulator_in_watch_order(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads(results.read_text(encoding="utf-8"))
     assert record["dataset"] == "simulator" and "order watched" in record["protocol"]
+    assert "(seed 43)" in record["protocol"]
     (row,) = record["rows"]
+    assert row["draw"] == 2 and "users_40_draw_2" in row["config"]["db"]
     assert 0 < row["users"] <= 40 and row["titles"] == 3000
     assert row["interactions"] >= 20 * row["users"]  # lists under 20 titles are left out
     assert set(row["baselines"]) == {"popularity", "ItemKNN", "EASE", "EASE-recent"}
@@ -157,4 +161,15 @@ def test_the_simulator_has_no_all_size(tmp_path):
         timeout=120,
     )
     assert done.returncode == 1 and "no 'all'" in done.stderr
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_first_draw_must_be_one_of_the_draws(tmp_path):
+    done = run_script(
+        "bench/bench_anime.py",
+        *("--dataset", "simulator", "--sizes", "40", "--draws", "2", "--first-draw", "3"),
+        *("--json", str(tmp_path / "x.json")),
+        timeout=120,
+    )
+    assert done.returncode == 1 and "--first-draw must be 1..--draws (2); got 3" in done.stderr
     assert not (tmp_path / "x.json").exists()
