@@ -154,22 +154,18 @@ def test_bench_anime_runs_the_simulator_in_watch_order(tmp_path):
     assert imread(plot).ndim == 3
 
 
-def test_the_simulator_has_no_all_size(tmp_path):
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--sizes", "all"), "no 'all'"),
+        (("--sizes", "40", "--draws", "2", "--first-draw", "3"), "must be 1..--draws (2); got 3"),
+    ],
+)
+def test_bench_anime_refuses_sizes_and_draws_it_cannot_run(tmp_path, flags, message):
     done = run_script(
         "bench/bench_anime.py",
-        *("--dataset", "simulator", "--sizes", "all", "--json", str(tmp_path / "x.json")),
+        *("--dataset", "simulator", *flags, "--json", str(tmp_path / "x.json")),
         timeout=120,
     )
-    assert done.returncode == 1 and "no 'all'" in done.stderr
-    assert not (tmp_path / "x.json").exists()
-
-
-def test_first_draw_must_be_one_of_the_draws(tmp_path):
-    done = run_script(
-        "bench/bench_anime.py",
-        *("--dataset", "simulator", "--sizes", "40", "--draws", "2", "--first-draw", "3"),
-        *("--json", str(tmp_path / "x.json")),
-        timeout=120,
-    )
-    assert done.returncode == 1 and "--first-draw must be 1..--draws (2); got 3" in done.stderr
+    assert done.returncode == 1 and message in done.stderr
     assert not (tmp_path / "x.json").exists()
