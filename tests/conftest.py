@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# A shell that starts the tests in the background (`./test.sh &`) leaves SIGINT ignored, and an
+# ignored signal stays ignored in every child: the Ctrl-C tests would wait on scripts that cannot
+# be interrupted. A handler here makes the children start with Python's usual Ctrl-C.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _script_env(env: dict | None) -> dict:
