@@ -118,7 +118,7 @@ class DrawnLists:
             raise ValueError(f"--sizes: {size!r} is not 'all' or 1..{len(self.eligible)}")
 
     def users_words(self, min_titles: int, draws: range) -> str:
-        first = SUBSET_SEED + draws[0] - 1
+        first = SUBSET_SEED + draws[0]
         return (
             f"users with at least {min_titles} titles, subsets drawn "
             f"with random.Random({first}).sample"
@@ -279,7 +279,7 @@ class SimulatorLists:
             )
 
     def users_words(self, min_titles: int, draws: range) -> str:
-        first = SIMULATOR_SEED + draws[0] - 1
+        first = SIMULATOR_SEED + draws[0]
         return (
             f"a world of that many generated accounts per size (seed {first}"
             + (f", then {first + 1} on for further draws" if len(draws) > 1 else "")
@@ -535,8 +535,8 @@ def main(argv: list[str] | None = None) -> int:
         "--first-draw",
         type=int,
         default=1,
-        help="start at this draw (its subset's seed is random.Random(N)): adds draws 2.. to an "
-        "earlier run without redoing the first; each row names its draw (default: %(default)s)",
+        help="start at this draw: adds draws 2.. to an earlier run without redoing the first; "
+        "each row names its draw (default: %(default)s)",
     )
     parser.add_argument(
         "--top-titles",
@@ -567,22 +567,24 @@ def main(argv: list[str] | None = None) -> int:
             lists = AnimeLists(args.data or datasets_dir(), args.top_titles, args.min_titles)
         for size in sizes:
             lists.check_size(size)
+        if args.draws < 1:
+            raise ValueError(f"--draws must be at least 1 (got {args.draws})")
         if not 1 <= args.first_draw <= args.draws:
             raise ValueError(
                 f"--first-draw must be 1..--draws ({args.draws}); got {args.first_draw}"
             )
         if args.first_draw > 1 and "all" in sizes:
             raise ValueError("--sizes: 'all' has one draw only; leave it out with --first-draw")
-        args.draw_numbers = range(args.first_draw, args.draws + 1)
+        draws = range(args.first_draw - 1, args.draws)  # each subset's seed: SUBSET_SEED + draw
         with tempfile.TemporaryDirectory(prefix="bench_anime_") as temporary:
             work = args.work or Path(temporary)
             rows = []
             for size in sizes:
-                for draw in [0] if size == "all" else [n - 1 for n in args.draw_numbers]:
+                for draw in range(1) if size == "all" else draws:
                     print(f"\n=== {size} users, draw {draw + 1} ===", flush=True)
                     rows.append(run_size(lists, size, given, work, draw))
                     print("\n".join(table(rows[-1:], "HR@10")), flush=True)
-                    write_results(args, lists, rows)  # an interrupted run keeps what is done
+                    write_results(args, lists, draws, rows)  # an interrupted run keeps them
     except (AnimeDataError, ValueError, TrainingError, db.DatabaseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -592,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def write_results(args: argparse.Namespace, lists, rows: list[dict]) -> None:
+def write_results(args: argparse.Namespace, lists, draws: range, rows: list[dict]) -> None:
     result = {
         "dataset": lists.name if lists.ordered else f"{DATASET} (+ {METADATA})",
         "command": commands.python("bench/bench_anime.py", *sys.argv[1:]),
@@ -603,7 +605,7 @@ def write_results(args: argparse.Namespace, lists, rows: list[dict]) -> None:
                 if args.top_titles
                 else ""
             )
-            + lists.users_words(args.min_titles, args.draw_numbers)
+            + lists.users_words(args.min_titles, draws)
             + "; "
             + lists.catalogue_words
             + LEAVE_ONE_OUT_PROTOCOL
