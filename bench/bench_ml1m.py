@@ -37,7 +37,7 @@ from bench.baseline_report import baseline_rows, settings_of
 from bench.compare_recbole import machine
 from bench.recbole_worker import peak_rss_mb
 from bert4rec import config as config_module
-from bert4rec import db, files
+from bert4rec import db, files, tuning
 from bert4rec.metrics import TrainingHistory
 from bert4rec.train import LEAVE_ONE_OUT_PROTOCOL, TrainingError, train
 
@@ -198,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(settings.db).is_file():
             movielens.import_file(settings.db, movielens.fetch_ml1m(args.cache))
         load_at_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+        tuned = tuning.tune_for_training(settings)  # as train_model.py does
         started = time.perf_counter()
         history = train(settings)
         wall_s = time.perf_counter() - started
@@ -205,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     result = report(settings, history, wall_s, load_at_start)
+    result["tuning"] = tuned
     files.write_json(args.json, result)
     plot(result["curve"], result["test"], args.plot, result["baselines"])
     print_summary(result)

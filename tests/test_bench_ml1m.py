@@ -36,6 +36,8 @@ def test_bench_ml1m_trains_the_preset_and_writes_its_results(store, tmp_path):
     assert seconds == sorted(seconds) and seconds[-1] <= record["wall_s"]
     assert record["sequences_per_s"] > 0 and record["peak_rss_mb"] > 0
     assert set(record["goals_met"]) == {"NDCG@10", "HR@10", "training_minutes"}
+    # the process is tuned as train_model.py tunes its own: untuned, training ran a third slower
+    assert {"1 threads", "oneDNN cache 64"} <= set(record["tuning"])
     assert imread(plot).ndim == 3
     assert "NDCG@10" in done.stdout and "published" in done.stdout
 
