@@ -1,5 +1,6 @@
 """What the benchmarks write about the baselines: each one's figures and the settings chosen
-on validation (evaluate.fit_baselines), for every name of baselines.BASELINE_NAMES."""
+on validation (evaluate.fit_baselines), for every name of baselines.BASELINE_NAMES; and about
+the scorer recommendations serve (evaluate.fit_blend), on the same test targets."""
 
 from __future__ import annotations
 
@@ -26,6 +27,21 @@ def baseline_rows(report: dict[str, dict]) -> dict[str, dict]:
             }
         )
         for name, entry in report.items()
+    }
+
+
+def blend_row(blend: dict | None) -> dict:
+    """The served scorer's test figures and how it was chosen; {} when no blend was fitted."""
+    if not blend:
+        return {}
+    return {
+        "test": rounded(blend["test"]),
+        "part": blend.get("part"),  # the item-item model mixed in, None for the model alone
+        "ease_weight": blend["ease_weight"],
+        "ease_lambda": blend["ease_lambda"],
+        "decay": blend.get("decay"),  # the part's recency decay in titles, None for none
+        "lead_over_ease": blend["lead_over_ease"],  # with standard errors, same targets
+        "best_mix": blend.get("best_mix"),  # --blend-min-lead's test, None when not needed
     }
 
 

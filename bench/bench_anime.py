@@ -64,7 +64,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from bench import movielens
-from bench.baseline_report import baseline_rows, rounded, settings_of
+from bench.baseline_report import baseline_rows, blend_row, rounded, settings_of
 from bench.bench_default_training import LIST_SIZE_LOG_MEAN as SIMULATOR_LIST_SIZE_LOG_MEAN
 from bench.compare_recbole import machine
 from bench.gpu_check import build_synthetic_store
@@ -358,7 +358,6 @@ def run_size(lists, size: str, given: dict, work: Path, draw: int = 0) -> dict:
     history = train(settings)
     seconds = time.perf_counter() - started
     baselines = baseline_rows(history.baselines)
-    blend = history.blend
     return {
         "size": size,
         "draw": draw + 1,
@@ -369,15 +368,7 @@ def run_size(lists, size: str, given: dict, work: Path, draw: int = 0) -> dict:
             "best_epoch": history.test_epoch,
             "epochs": history.epochs_done,
         },
-        "blend": {
-            "test": rounded(blend["test"]),
-            "ease_weight": blend["ease_weight"],
-            "ease_lambda": blend["ease_lambda"],
-            "lead_over_ease": blend["lead_over_ease"],  # with standard errors, same targets
-            "best_mix": blend.get("best_mix"),  # --blend-min-lead's test, None when not needed
-        }
-        if blend
-        else {},
+        "blend": blend_row(history.blend),
         "baselines": baselines,
         "seconds": round(seconds, 1),
         "seconds_means": "all of train(): baselines, every epoch, the test and the blend",

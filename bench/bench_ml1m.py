@@ -33,7 +33,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from bench import movielens
-from bench.baseline_report import baseline_rows, settings_of
+from bench.baseline_report import baseline_rows, blend_row, settings_of
 from bench.compare_recbole import machine
 from bench.recbole_worker import peak_rss_mb
 from bert4rec import config as config_module
@@ -66,9 +66,16 @@ def curve(history: TrainingHistory) -> list[dict]:
     ]
 
 
-def plot(points: list[dict], test: dict, path: Path, baselines: dict | None = None) -> None:
-    """Validation NDCG@10 against training time, the test figure, the goal, the published
-    figures and each baseline's test NDCG@10 (with its settings)."""
+def plot(
+    points: list[dict],
+    test: dict,
+    path: Path,
+    baselines: dict | None = None,
+    served: dict | None = None,
+) -> None:
+    """Validation NDCG@10 against training time, the test figure (the model alone and what
+    recommendations served), the goal, the published figures and each baseline's test NDCG@10
+    (with its settings)."""
     fig = Figure(figsize=(7.5, 4.5))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -77,6 +84,15 @@ def plot(points: list[dict], test: dict, path: Path, baselines: dict | None = No
     ax.scatter(
         [minutes[-1]], [test["NDCG@10"]], color="black", zorder=3, label="ours, test NDCG@10"
     )
+    if served and served["ease_weight"] > 0:
+        ax.scatter(
+            [minutes[-1]],
+            [served["test"]["NDCG@10"]],
+            color="black",
+            marker="^",
+            zorder=3,
+            label=f"served ({served_words(served)}), test NDCG@10",
+        )
     ax.axhline(GOALS["NDCG@10"], color="green", linestyle="--", label="goal 0.16")
     for (name, figures), style in zip(PUBLISHED.items(), (":", "-.")):
         ax.axhline(figures["NDCG@10"], color="grey", linestyle=style, label=name)
@@ -115,6 +131,8 @@ def report(
         },
         # every baseline on the same targets, at the settings chosen on validation
         "baselines": baseline_rows(history.baselines),
+        # what recommendations serve (the model alone or mixed), chosen on validation
+        "blend": blend_row(history.blend),
         "protocol": LEAVE_ONE_OUT_PROTOCOL,
         "goals": GOALS,
         "goals_met": {
@@ -164,6 +182,12 @@ def print_summary(result: dict) -> None:
         f"  speed   {result['sequences_per_s']:.0f} training sequences/s; peak RSS "
         f"{result['peak_rss_mb']:.0f} MB"
     )
+    served = result["blend"]
+    if served:
+        print(
+            f"  served  NDCG@10 {served['test']['NDCG@10']:.4f}, HR@10 "
+            f"{served['test']['HR@10']:.4f}: {served_words(served)} (chosen on validation)"
+        )
     for name, figures in PUBLISHED.items():
         print(f"  published, {name}: NDCG@10 {figures['NDCG@10']}, HR@10 {figures['HR@10']}")
     for name, entry in result["baselines"].items():
@@ -174,6 +198,16 @@ def print_summary(result: dict) -> None:
             f"  baseline {name} {settings_of(entry)}: NDCG@10 {entry['test']['NDCG@10']:.4f}, "
             f"HR@10 {entry['test']['HR@10']:.4f}"
         )
+
+
+def served_words(served: dict) -> str:
+    """'the model alone', or 'the model with 0.1 EASE-recent (lambda 500)'."""
+    if served["ease_weight"] == 0:
+        return "the model alone"
+    part = served["part"] or "EASE"
+    if served["ease_weight"] == 1:
+        return f"{part} alone (lambda {served['ease_lambda']:g})"
+    return f"the model with {served['ease_weight']:g} {part} (lambda {served['ease_lambda']:g})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     result = report(settings, history, wall_s, load_at_start)
     result["tuning"] = tuned
     files.write_json(args.json, result)
-    plot(result["curve"], result["test"], args.plot, result["baselines"])
+    plot(result["curve"], result["test"], args.plot, result["baselines"], result["blend"])
     print_summary(result)
     print(f"  written: {args.json}, {args.plot}")
     return 0

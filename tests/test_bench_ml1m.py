@@ -36,6 +36,11 @@ def test_bench_ml1m_trains_the_preset_and_writes_its_results(store, tmp_path):
     assert seconds == sorted(seconds) and seconds[-1] <= record["wall_s"]
     assert record["sequences_per_s"] > 0 and record["peak_rss_mb"] > 0
     assert set(record["goals_met"]) == {"NDCG@10", "HR@10", "training_minutes"}
+    # what recommendations served, on the same test targets, with how it was chosen
+    served = record["blend"]
+    assert set(served["test"]) >= {"NDCG@10", "HR@10"} and 0 <= served["ease_weight"] <= 1
+    assert (served["part"] is None) == (served["ease_weight"] == 0)
+    assert "served" in done.stdout
     # the process is tuned as train_model.py tunes its own: untuned, training ran a third slower
     assert {"1 threads", "oneDNN cache 64"} <= set(record["tuning"])
     assert imread(plot).ndim == 3
