@@ -201,13 +201,13 @@ def print_summary(result: dict) -> None:
 
 
 def served_words(served: dict) -> str:
-    """'the model alone', or 'the model with 0.1 EASE-recent (lambda 500)'."""
+    """'the model alone', or 'the model with 0.1 EASE-recent (lambda 500, decay 4)'."""
     if served["ease_weight"] == 0:
         return "the model alone"
-    part = served["part"] or "EASE"
+    settings = settings_of({"lambda": served["ease_lambda"], "decay": served["decay"]})
     if served["ease_weight"] == 1:
-        return f"{part} alone (lambda {served['ease_lambda']:g})"
-    return f"the model with {served['ease_weight']:g} {part} (lambda {served['ease_lambda']:g})"
+        return f"{served['part']} alone {settings}"
+    return f"the model with {served['ease_weight']:g} {served['part']} {settings}"
 
 
 def main(argv: list[str] | None = None) -> int:
