@@ -400,7 +400,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "patience": 0,
         "length_buckets": True,
         "cpu_bf16": True,
-        "checkpoint_every": 0,
         # The validation loss bottoms out long before the ranking stops improving.
         "select_by": "NDCG@10",
     },

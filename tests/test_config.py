@@ -78,6 +78,8 @@ def test_the_ml1m_preset_is_the_papers_network_and_typed_flags_win():
     assert c.split == "leave-one-out" and c.db == "data/ml1m.db" and c.epochs == 3
     # its figures were measured with the loss over the whole catalogue (docs/BENCHMARKS.md)
     assert TrainConfig().exclude_seen and not c.exclude_seen
+    # an hour and more of training: an interrupted run must carry on from a recent checkpoint
+    assert c.checkpoint_every == TrainConfig().checkpoint_every > 0
     names = {f.name for f in fields(TrainConfig)}
     for name, values in config.PRESETS.items():
         assert set(values) <= names, name  # a preset is values of the same fields, nothing else
