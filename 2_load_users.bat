@@ -1,5 +1,6 @@
 @echo off
 rem Stage 2: load the watch lists of the users in datas_user.txt (20+ anime each).
+rem With fewer than about 500 users it asks whether to find more public ones.
 rem Extra arguments are passed on, e.g.  2_load_users.bat --help
 setlocal
 cd /d "%~dp0"

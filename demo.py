@@ -88,7 +88,8 @@ def remove_database(path: str) -> None:
 
 def run_stage(title: str, args: list[str]) -> None:
     print(f"\n=== {title} ===\n$ {commands.python(*args)}", flush=True)
-    code = subprocess.call([sys.executable, *args], cwd=ROOT)
+    # No stage asks the person at the console anything: the demo's world is complete as made.
+    code = subprocess.call([sys.executable, *args], cwd=ROOT, stdin=subprocess.DEVNULL)
     if code != 0:
         raise SystemExit(f"[ERROR] the demo stopped: {args[0]} exited with code {code}.")
 

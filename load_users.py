@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import closing
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -18,6 +20,8 @@ from bert4rec import cli, db, paths
 from bert4rec.users import (
     DEFAULT_MIN_ANIME,
     UserLoader,
+    discovery_offer,
+    discovery_question,
     format_summary,
     require_catalogue,
     too_few_users_note,
@@ -77,13 +81,15 @@ def main(args: argparse.Namespace) -> int:
         cli.say(f"warning: {args.users} {bad}; skipped")
     for repeat in user_file.repeated:
         cli.say(f"note: {args.users} {repeat}; loaded once")
+    accepted = 0 if args.discover else offered_discovery(args, user_file.names)
+    args.discover = args.discover or accepted
     if not user_file.names and not args.discover:
         cli.error(
             f"no user names in {args.users}: add AniList user names, one a line (see the "
             "comments in the file), or use --discover N"
         )
         return cli.EXIT_BAD_INPUT
-    note = too_few_users_note(len(user_file.names), args.discover)
+    note = None if accepted else too_few_users_note(len(user_file.names), args.discover)
     if note:
         cli.say(note)
     conn = cli.open_store(args)
@@ -102,6 +108,16 @@ def main(args: argparse.Namespace) -> int:
     finally:
         print(format_summary(loader.report, db.count_users_by_state(conn), args.min_anime))
     return cli.EXIT_FAILED if loader.report.failed else cli.EXIT_OK
+
+
+def offered_discovery(args: argparse.Namespace, names: list[str]) -> int:
+    """Run by hand (a terminal) with too few users for a useful model: offer to discover the
+    rest, so that double-clicking run_all gets a useful crowd without typing --discover."""
+    if not cli.console_attended() or not Path(args.db).exists():
+        return 0
+    with closing(cli.open_store(args)) as conn:
+        offer = discovery_offer(conn, names)
+    return offer if offer and cli.ask_yes(discovery_question(offer, args.users)) else 0
 
 
 def run() -> int:

@@ -153,6 +153,24 @@ def error(message: str) -> None:
     say(f"error: {message}")
 
 
+def console_attended() -> bool:
+    """Whether a person may be at the console: stdin is a terminal (not a script's pipe, a
+    file, or CI), so a question gets an answer."""
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def ask_yes(question: str) -> bool:
+    """Ask on the console where a person sits at it; Enter means yes. False at once without
+    one, so that nothing waits for an answer nobody can give."""
+    if not console_attended():
+        return False
+    try:
+        answer = input(question)
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("", "y", "yes")
+
+
 def run(main: Callable[[], int], args: argparse.Namespace, *, kept: str = KEPT) -> int:
     """Run a script's `main`, turning every expected failure into a message and an exit code.
     `kept` ends the messages of failures that leave the store as it was."""

@@ -34,6 +34,9 @@ DISCOVER_TITLES = 200  # most popular titles whose watchers are read, one page e
 # Fewer users than this make a weak model: on real MyAnimeList lists (bench/bench_anime.py,
 # docs/BENCHMARKS.md) EASE and the model keep gaining up to about 500 users and level off after.
 USEFUL_USERS = 500
+# Discovery's pace at AniList's 30 requests a minute: one request a user (the search brings the
+# profile) and a page of watchers now and then, about 2 minutes per 50 users.
+DISCOVERED_USERS_PER_MINUTE = 25
 DISCOVER_PATIENCE = 20  # titles in a row that bring no new user before discovery gives up
 DONE_STATES = ("loaded", "too_few", "not_found", "private")  # skipped unless --refresh
 KEEP_ON_FAILURE = ("loaded", "too_few")  # a failed refresh leaves these as they were
@@ -266,4 +269,27 @@ def too_few_users_note(named: int, discover: int) -> str | None:
         f"{USEFUL_USERS} a useful model needs (docs/BENCHMARKS.md). Add names, or run "
         f"{commands.launcher('2_load_users', '--discover', str(more))} to find more public "
         "users."
+    )
+
+
+def discovery_offer(conn: sqlite3.Connection, names: Iterable[str]) -> int:
+    """How many users --discover should find so that the user file's names and the users
+    already loaded reach USEFUL_USERS; 0 when they do, or when there is no catalogue to
+    discover from."""
+    if db.anime_count(conn) == 0:
+        return 0
+    loaded = {key for key, user in db.load_users(conn).items() if user.state == "loaded"}
+    known = loaded | {name.lower() for name in names}
+    return max(0, USEFUL_USERS - len(known))
+
+
+def discovery_question(offer: int, users_file: str) -> str:
+    """What load_users.py asks, run by hand without --discover, when discovery_offer is not 0."""
+    known = USEFUL_USERS - offer
+    minutes = max(1, round(offer / DISCOVERED_USERS_PER_MINUTE))
+    return (
+        f"The crowd the model learns from holds {known} user{'' if known == 1 else 's'} (the "
+        f"names in {users_file} and users loaded before);\na useful model needs about "
+        f"{USEFUL_USERS}. Find {offer} more public AniList users now\n(recent watchers of the "
+        f"most popular titles, about {minutes} minutes)? [Y/n] "
     )

@@ -27,13 +27,20 @@ def _script_env(env: dict | None) -> dict:
 
 
 def run_script(
-    script: str, *args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300
+    script: str,
+    *args: str,
+    cwd: Path | None = None,
+    env: dict | None = None,
+    timeout: float = 300,
+    stdin: int | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run one of the top-level scripts in a subprocess, the way the batch files do."""
+    """Run one of the top-level scripts in a subprocess, the way the batch files do; `stdin` a
+    file descriptor to read from (a terminal's, say) instead of the tests' own."""
     return subprocess.run(
         [sys.executable, str(ROOT / script), *args],
         cwd=cwd or ROOT,
         env=_script_env(env),
+        stdin=stdin,
         capture_output=True,
         text=True,
         encoding="utf-8",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import os
 import signal
 import sqlite3
 import sys
@@ -231,6 +232,74 @@ def test_discover_finds_public_users_of_fitting_list_size(tmp_path):
     assert len(discovered) == 2 and set(discovered) <= {"Fresh", "Later", "Extra"}
     assert {u.user_name for u in users.values()} == {"Known", *discovered}
     assert "--discover: 2 of 2 users loaded" in found.stdout
+
+
+def discovery_world() -> World:
+    people = [user_with_list(i, f"Fan{i}", 30 + i) for i in range(1, 7)]
+    return World(catalogue(40), [user_with_list(99, "Known", 30), *people])
+
+
+def load_at_a_terminal(api_url: str, tmp_path, answer: str):
+    """load_users.py as run from a console (stdin a terminal) where the person types `answer`."""
+    pty = pytest.importorskip("pty")
+    typed_into, terminal = pty.openpty()
+    try:
+        os.write(typed_into, answer.encode())
+        return run_script(
+            "load_users.py", "--api-url", api_url, "--db", str(tmp_path / "bert.db"),
+            "--users", str(tmp_path / "users.txt"), *FAST, stdin=terminal,
+        )  # fmt: skip
+    finally:
+        os.close(typed_into)
+        os.close(terminal)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no pseudo-terminal on Windows")
+def test_run_by_hand_with_too_few_users_it_offers_discovery(tmp_path):
+    users_file(tmp_path, "Known\n")
+    with FakeAniList(discovery_world()) as api:
+        run_script("prepare_dataset.py", "--api-url", api.url, "--db", str(tmp_path / "bert.db"),
+                   *FAST)  # fmt: skip
+        declined = load_at_a_terminal(api.url, tmp_path, "n\n")
+        assert declined.returncode == 0, declined.stderr
+        assert set(states(tmp_path)) == {"Known"}
+        assert "--discover 499" in declined.stderr  # the note, since discovery was declined
+        accepted = load_at_a_terminal(api.url, tmp_path, "\n")  # Enter means yes
+    asked = "holds 1 user (the names in"
+    assert asked in declined.stdout and asked in accepted.stdout
+    assert "Find 499 more public AniList users now" in accepted.stdout
+    assert accepted.returncode == 0, accepted.stderr
+    assert set(states(tmp_path)) == {"Known", *(f"Fan{i}" for i in range(1, 7))}
+    assert "--discover: 6 of 499 users loaded" in accepted.stdout
+    assert "note:" not in accepted.stderr
+
+
+def test_without_a_terminal_nothing_is_asked(tmp_path):
+    users_file(tmp_path, "Known\n")
+    with FakeAniList(discovery_world()) as api:
+        run_script("prepare_dataset.py", "--api-url", api.url, "--db", str(tmp_path / "bert.db"),
+                   *FAST)  # fmt: skip
+        quiet = load(api.url, tmp_path)
+    assert quiet.returncode == 0 and "[Y/n]" not in quiet.stdout + quiet.stderr
+    assert set(states(tmp_path)) == {"Known"}
+
+
+def test_the_offer_counts_the_names_and_the_users_loaded_before(tmp_path):
+    from bert4rec.users import USEFUL_USERS, discovery_offer, discovery_question
+
+    conn = db.connect(tmp_path / "bert.db")
+    assert discovery_offer(conn, ["a", "b"]) == 0  # no catalogue: nothing to discover from
+    db.upsert_anime(conn, [db.Anime(anime_id=1)])
+    for user_id, (name, state) in enumerate(
+        (("Alice", "loaded"), ("Bob", "loaded"), ("Tiny", "too_few")), start=1
+    ):
+        db.record_user_outcome(conn, name, state, user_id=user_id)
+    # Alice counted once whatever her case; Tiny, kept out of training, not at all
+    assert discovery_offer(conn, ["ALICE", "Carol"]) == USEFUL_USERS - 3
+    assert discovery_offer(conn, [f"u{i}" for i in range(USEFUL_USERS)]) == 0
+    question = discovery_question(USEFUL_USERS - 3, "datas_user.txt")
+    assert "holds 3 users (the names in datas_user.txt" in question
+    assert f"Find {USEFUL_USERS - 3} more" in question and question.endswith("[Y/n] ")
 
 
 def test_help_explains_every_flag():
