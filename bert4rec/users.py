@@ -247,8 +247,8 @@ def format_summary(report: UsersReport, in_database: dict[str, int], min_anime: 
         )
     if report.discover_wanted:
         lines.append(
-            f"--discover: {report.discovered} of {report.discover_wanted} users loaded "
-            f"({report.screened_out} skipped for list size)"
+            f"discovered: {report.discovered} of {report.discover_wanted} users wanted "
+            f"({report.screened_out} passed over for list size)"
         )
     for state in ("not_found", "private"):
         names = report.names(state)

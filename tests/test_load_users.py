@@ -231,7 +231,7 @@ def test_discover_finds_public_users_of_fitting_list_size(tmp_path):
     discovered = sorted(u.user_name for u in users.values() if u.source == "discovered")
     assert len(discovered) == 2 and set(discovered) <= {"Fresh", "Later", "Extra"}
     assert {u.user_name for u in users.values()} == {"Known", *discovered}
-    assert "--discover: 2 of 2 users loaded" in found.stdout
+    assert "discovered: 2 of 2 users wanted" in found.stdout
 
 
 def discovery_world() -> World:
@@ -270,7 +270,7 @@ def test_run_by_hand_with_too_few_users_it_offers_discovery(tmp_path):
     assert "Find 499 more public AniList users now" in accepted.stdout
     assert accepted.returncode == 0, accepted.stderr
     assert set(states(tmp_path)) == {"Known", *(f"Fan{i}" for i in range(1, 7))}
-    assert "--discover: 6 of 499 users loaded" in accepted.stdout
+    assert "discovered: 6 of 499 users wanted" in accepted.stdout
     assert "note:" not in accepted.stderr
 
 
