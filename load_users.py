@@ -84,6 +84,12 @@ def main(args: argparse.Namespace) -> int:
     accepted = 0 if args.discover else offered_discovery(args, user_file.names)
     args.discover = args.discover or accepted
     if not user_file.names and not args.discover:
+        loaded = users_loaded_before(args)
+        if loaded:  # a run_all started again: stage 2 has nothing to fetch, training goes on
+            cli.say(
+                f"note: no user names in {args.users}: nothing to fetch (loaded before: {loaded})."
+            )
+            return cli.EXIT_OK
         cli.error(
             f"no user names in {args.users}: add AniList user names, one a line (see the "
             "comments in the file), or use --discover N"
@@ -108,6 +114,13 @@ def main(args: argparse.Namespace) -> int:
     finally:
         print(format_summary(loader.report, db.count_users_by_state(conn), args.min_anime))
     return cli.EXIT_FAILED if loader.report.failed else cli.EXIT_OK
+
+
+def users_loaded_before(args: argparse.Namespace) -> int:
+    if not Path(args.db).exists():
+        return 0
+    with closing(cli.open_store(args)) as conn:
+        return db.count_users_by_state(conn).get("loaded", 0)
 
 
 def offered_discovery(args: argparse.Namespace, names: list[str]) -> int:

@@ -274,14 +274,18 @@ def test_run_by_hand_with_too_few_users_it_offers_discovery(tmp_path):
     assert "note:" not in accepted.stderr
 
 
-def test_without_a_terminal_nothing_is_asked(tmp_path):
+def test_without_a_terminal_nothing_is_asked_and_no_names_is_no_error_after_a_load(tmp_path):
     users_file(tmp_path, "Known\n")
     with FakeAniList(discovery_world()) as api:
         run_script("prepare_dataset.py", "--api-url", api.url, "--db", str(tmp_path / "bert.db"),
                    *FAST)  # fmt: skip
         quiet = load(api.url, tmp_path)
-    assert quiet.returncode == 0 and "[Y/n]" not in quiet.stdout + quiet.stderr
-    assert set(states(tmp_path)) == {"Known"}
+        assert quiet.returncode == 0 and "[Y/n]" not in quiet.stdout + quiet.stderr
+        assert set(states(tmp_path)) == {"Known"}
+        # run_all started again with the names taken out: nothing to fetch, training may go on
+        again = load(api.url, tmp_path, users=users_file(tmp_path, "# nobody\n"))
+    assert again.returncode == 0, again.stderr
+    assert "nothing to fetch (loaded before: 1)" in again.stderr
 
 
 def test_the_offer_counts_the_names_and_the_users_loaded_before(tmp_path):
