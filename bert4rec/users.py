@@ -291,5 +291,5 @@ def discovery_question(offer: int, users_file: str) -> str:
         f"The crowd the model learns from holds {known} user{'' if known == 1 else 's'} (the "
         f"names in {users_file} and users loaded before);\na useful model needs about "
         f"{USEFUL_USERS}. Find {offer} more public AniList users now\n(recent watchers of the "
-        f"most popular titles, about {minutes} minutes)? [Y/n] "
+        f"most popular titles, about {minutes} minute{'' if minutes == 1 else 's'})? [Y/n] "
     )

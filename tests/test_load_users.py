@@ -304,6 +304,7 @@ def test_the_offer_counts_the_names_and_the_users_loaded_before(tmp_path):
     question = discovery_question(USEFUL_USERS - 3, "datas_user.txt")
     assert "holds 3 users (the names in datas_user.txt" in question
     assert f"Find {USEFUL_USERS - 3} more" in question and question.endswith("[Y/n] ")
+    assert "about 1 minute)" in discovery_question(10, "datas_user.txt")
 
 
 def test_help_explains_every_flag():
