@@ -10,8 +10,8 @@ stopped when started again.
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
-from contextlib import closing
 from pathlib import Path
 
 from tqdm import tqdm
@@ -81,10 +81,14 @@ def main(args: argparse.Namespace) -> int:
         cli.say(f"warning: {args.users} {bad}; skipped")
     for repeat in user_file.repeated:
         cli.say(f"note: {args.users} {repeat}; loaded once")
-    accepted = 0 if args.discover else offered_discovery(args, user_file.names)
+    # An existing store only: a run that stops at a bad user file must not create one.
+    stored = cli.open_store(args) if Path(args.db).exists() else None
+    accepted = (
+        0 if args.discover or stored is None else offered_discovery(stored, args, user_file.names)
+    )
     args.discover = args.discover or accepted
     if not user_file.names and not args.discover:
-        loaded = users_loaded_before(args)
+        loaded = db.count_users_by_state(stored).get("loaded", 0) if stored else 0
         if loaded:  # a run_all started again: stage 2 has nothing to fetch, training goes on
             cli.say(
                 f"note: no user names in {args.users}: nothing to fetch (loaded before: {loaded})."
@@ -98,7 +102,7 @@ def main(args: argparse.Namespace) -> int:
     note = None if accepted else too_few_users_note(len(user_file.names), args.discover)
     if note:
         cli.say(note)
-    conn = cli.open_store(args)
+    conn = stored or cli.open_store(args)
     if args.discover:
         require_catalogue(conn)
     loader = UserLoader(
@@ -116,20 +120,12 @@ def main(args: argparse.Namespace) -> int:
     return cli.EXIT_FAILED if loader.report.failed else cli.EXIT_OK
 
 
-def users_loaded_before(args: argparse.Namespace) -> int:
-    if not Path(args.db).exists():
-        return 0
-    with closing(cli.open_store(args)) as conn:
-        return db.count_users_by_state(conn).get("loaded", 0)
-
-
-def offered_discovery(args: argparse.Namespace, names: list[str]) -> int:
+def offered_discovery(conn: sqlite3.Connection, args: argparse.Namespace, names: list[str]) -> int:
     """Run by hand (a terminal) with too few users for a useful model: offer to discover the
     rest, so that double-clicking run_all gets a useful crowd without typing --discover."""
-    if not cli.console_attended() or not Path(args.db).exists():
+    if not cli.console_attended():
         return 0
-    with closing(cli.open_store(args)) as conn:
-        offer = discovery_offer(conn, names)
+    offer = discovery_offer(conn, names)
     return offer if offer and cli.ask_yes(discovery_question(offer, args.users)) else 0
 
 
