@@ -81,7 +81,7 @@ def main(args: argparse.Namespace) -> int:
         cli.say(f"warning: {args.users} {bad}; skipped")
     for repeat in user_file.repeated:
         cli.say(f"note: {args.users} {repeat}; loaded once")
-    # An existing store only: a run that stops at a bad user file must not create one.
+    # An existing store only: a run that stops at an empty user file must not create one.
     stored = cli.open_store(args) if Path(args.db).exists() else None
     accepted = (
         0 if args.discover or stored is None else offered_discovery(stored, args, user_file.names)
