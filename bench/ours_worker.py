@@ -69,11 +69,15 @@ def measure(args: argparse.Namespace) -> dict:
         "threads": args.threads,
         "seed": args.seed,
         "checkpoint_every": 0,
+        # training alone: no baselines fitted in the setup (RecBole's side fits none either)
+        "baselines": False,
         "cpu_bf16": config_module.PRESETS["ml1m"]["cpu_bf16"] and not args.float32,
         "length_buckets": config_module.PRESETS["ml1m"]["length_buckets"] and not args.no_buckets,
         "compile": args.compile,
         # torch's own dropout masks (bernoulli_), attention included, with --torch-dropout
         "dropout_masks": "torch" if args.torch_dropout else "packed",
+        # the loss over the whole catalogue, as before the preset ranked against unseen titles
+        "exclude_seen": not args.whole_catalogue_loss,
     }
     with tempfile.TemporaryDirectory() as output:
         config = replace(config_module.from_dict(settings), output=output)
@@ -122,6 +126,7 @@ def measure(args: argparse.Namespace) -> dict:
             "keep_freed_memory": not args.no_keep_freed_memory,
             "compile": config.compile,
             "packed_bit_dropout": not args.torch_dropout,
+            "exclude_seen": config.exclude_seen,
         },
         "model": "BERT4Rec",
         "sample_definition": (
@@ -168,6 +173,12 @@ def main(argv: list[str] | None = None) -> int:
         "--torch-dropout",
         action="store_true",
         help="--dropout-masks torch: torch's dropout (bernoulli_ masks) instead of packed bits",
+    )
+    parser.add_argument(
+        "--whole-catalogue-loss",
+        action="store_true",
+        help="--no-exclude-seen: the training loss ranks each hidden title against the whole "
+        "catalogue, not only the titles its sequence does not show",
     )
     args = parser.parse_args(argv)
     print(json.dumps(measure(args)), flush=True)

@@ -22,7 +22,10 @@ from planted import make_store
 
 from bench import gpu_check
 from bert4rec import db
+from bert4rec.config import PRESETS
 from bert4rec.recommender import Recommendation, Recommendations
+
+PRESET_EPOCHS = PRESETS["ml1m"]["epochs"]
 
 PARTS = [
     "environment",
@@ -210,7 +213,7 @@ def test_the_cpu_rehearsal_from_a_plain_checkout_runs_every_part_that_needs_no_c
     assert spec["precision"] == "float32" and spec["epochs"] == 1
     assert spec["steady_train_sequences_per_second"] > 0 and spec["epoch_seconds"][0] > 0
     assert spec["settings"]["device"] == "cpu" and spec["data"]["train_users"] > 0
-    assert parts["ml1m_epoch_time"]["estimate_preset_minutes"]["epochs"] == 400
+    assert parts["ml1m_epoch_time"]["estimate_preset_minutes"]["epochs"] == PRESET_EPOCHS
     torchrun = parts["torchrun_nccl"]
     assert torchrun["backend"] == "gloo" and torchrun["processes"] == 1
     assert len(torchrun["epoch_seconds"]) == 1 and torchrun["one_process_first_epoch_seconds"] > 0
@@ -230,7 +233,8 @@ def test_the_preset_estimate_is_a_line_through_two_runs():
     long = {"wall_seconds": 38.0, "epochs": 30}
     estimate = gpu_check.preset_estimate(short, long)
     assert estimate["per_epoch_seconds"] == 1.0 and estimate["fixed_seconds"] == 8.0
-    assert estimate["epochs"] == 400 and estimate["minutes"] == round(408 / 60, 1)
+    assert estimate["epochs"] == PRESET_EPOCHS
+    assert estimate["minutes"] == round((8 + PRESET_EPOCHS) / 60, 1)
 
 
 def test_a_subprocess_past_its_time_is_killed_with_its_children():
