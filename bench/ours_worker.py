@@ -76,7 +76,7 @@ def measure(args: argparse.Namespace) -> dict:
         "compile": args.compile,
         # torch's own dropout masks (bernoulli_), attention included, with --torch-dropout
         "dropout_masks": "torch" if args.torch_dropout else "packed",
-        # the loss over the whole catalogue, as before the preset ranked against unseen titles
+        # the earlier preset's loss over the whole catalogue with --whole-catalogue-loss
         "exclude_seen": not args.whole_catalogue_loss,
     }
     with tempfile.TemporaryDirectory() as output:
