@@ -4,7 +4,7 @@ rem pytest: test.bat tests\test_db.py -x
 setlocal
 cd /d "%~dp0"
 if not exist ".venv\Scripts\python.exe" goto :nosetup
-".venv\Scripts\python.exe" -c "import pytest" >nul 2>&1 || goto :nosetup
+".venv\Scripts\python.exe" -c "import pytest, xdist" >nul 2>&1 || goto :nosetup
 ".venv\Scripts\python.exe" -m pytest -q %*
 exit /b %ERRORLEVEL%
 :nosetup
