@@ -278,8 +278,12 @@ def discovery_offer(conn: sqlite3.Connection, names: Iterable[str]) -> int:
     discover from."""
     if db.anime_count(conn) == 0:
         return 0
-    loaded = {key for key, user in db.load_users(conn).items() if user.state == "loaded"}
-    known = loaded | {name.lower() for name in names}
+    stored = db.load_users(conn)
+    loaded = {key for key, user in stored.items() if user.state == "loaded"}
+    # A name found private, missing or too short on an earlier run is skipped on this one, so it
+    # will not join the crowd; a name never tried is counted as if it will.
+    left_out = {key for key, user in stored.items() if user.state in DONE_STATES} - loaded
+    known = loaded | ({name.lower() for name in names} - left_out)
     return max(0, USEFUL_USERS - len(known))
 
 

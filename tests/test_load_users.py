@@ -295,11 +295,19 @@ def test_the_offer_counts_the_names_and_the_users_loaded_before(tmp_path):
     assert discovery_offer(conn, ["a", "b"]) == 0  # no catalogue: nothing to discover from
     db.upsert_anime(conn, [db.Anime(anime_id=1)])
     for user_id, (name, state) in enumerate(
-        (("Alice", "loaded"), ("Bob", "loaded"), ("Tiny", "too_few")), start=1
+        (("Alice", "loaded"), ("Bob", "loaded"), ("Tiny", "too_few"), ("Hidden", "private")),
+        start=1,
     ):
         db.record_user_outcome(conn, name, state, user_id=user_id)
     # Alice counted once whatever her case; Tiny, kept out of training, not at all
     assert discovery_offer(conn, ["ALICE", "Carol"]) == USEFUL_USERS - 3
+    # nor names an earlier run found private, missing or too short: this run skips them
+    assert discovery_offer(conn, ["Alice", "Carol", "tiny", "Hidden"]) == USEFUL_USERS - 3
+    db.record_user_outcome(conn, "Gone", "not_found")
+    assert discovery_offer(conn, ["Gone", "Carol"]) == USEFUL_USERS - 3
+    # a name whose last try failed (the network, say) is tried again, so it counts
+    db.record_user_outcome(conn, "Flaky", "failed")
+    assert discovery_offer(conn, ["Flaky", "Carol"]) == USEFUL_USERS - 4
     assert discovery_offer(conn, [f"u{i}" for i in range(USEFUL_USERS)]) == 0
     question = discovery_question(USEFUL_USERS - 3, "datas_user.txt")
     assert "holds 3 users (the names in datas_user.txt" in question
