@@ -125,7 +125,7 @@ def offered_discovery(conn: sqlite3.Connection, args: argparse.Namespace, names:
     rest, so that double-clicking run_all gets a useful crowd without typing --discover."""
     if not cli.console_attended():
         return 0
-    offer = discovery_offer(conn, names)
+    offer = discovery_offer(conn, names, refresh=args.refresh)
     return offer if offer and cli.ask_yes(discovery_question(offer, args.users)) else 0
 
 

@@ -272,17 +272,19 @@ def too_few_users_note(named: int, discover: int) -> str | None:
     )
 
 
-def discovery_offer(conn: sqlite3.Connection, names: Iterable[str]) -> int:
+def discovery_offer(
+    conn: sqlite3.Connection, names: Iterable[str], *, refresh: bool = False
+) -> int:
     """How many users --discover should find so that the user file's names and the users
     already loaded reach USEFUL_USERS; 0 when they do, or when there is no catalogue to
-    discover from."""
+    discover from. `refresh`: the names are all fetched again (--refresh)."""
     if db.anime_count(conn) == 0:
         return 0
     stored = db.load_users(conn)
     loaded = {key for key, user in stored.items() if user.state == "loaded"}
     # A name found private, missing or too short on an earlier run is skipped on this one, so it
     # will not join the crowd; a name never tried is counted as if it will.
-    left_out = {key for key, user in stored.items() if user.state in DONE_STATES} - loaded
+    left_out = set() if refresh else {k for k, u in stored.items() if u.state in DONE_STATES}
     known = loaded | ({name.lower() for name in names} - left_out)
     return max(0, USEFUL_USERS - len(known))
 

@@ -305,6 +305,8 @@ def test_the_offer_counts_the_names_and_the_users_loaded_before(tmp_path):
     assert discovery_offer(conn, ["Alice", "Carol", "tiny", "Hidden"]) == USEFUL_USERS - 3
     db.record_user_outcome(conn, "Gone", "not_found")
     assert discovery_offer(conn, ["Gone", "Carol"]) == USEFUL_USERS - 3
+    # unless --refresh fetches every name again
+    assert discovery_offer(conn, ["Gone", "Carol"], refresh=True) == USEFUL_USERS - 4
     # a name whose last try failed (the network, say) is tried again, so it counts
     db.record_user_outcome(conn, "Flaky", "failed")
     assert discovery_offer(conn, ["Flaky", "Carol"]) == USEFUL_USERS - 4
