@@ -282,10 +282,10 @@ def discovery_offer(
         return 0
     stored = db.load_users(conn)
     loaded = {key for key, user in stored.items() if user.state == "loaded"}
-    # A name found private, missing or too short on an earlier run is skipped on this one, so it
-    # will not join the crowd; a name never tried is counted as if it will.
-    left_out = set() if refresh else {k for k, u in stored.items() if u.state in DONE_STATES}
-    known = loaded | ({name.lower() for name in names} - left_out)
+    # This run skips names an earlier run settled (unless --refresh): one found private, missing
+    # or too short will not join the crowd. A name never tried is counted as if it will.
+    settled = set() if refresh else {k for k, u in stored.items() if u.state in DONE_STATES}
+    known = loaded | ({name.lower() for name in names} - settled)
     return max(0, USEFUL_USERS - len(known))
 
 
