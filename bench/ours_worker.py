@@ -70,7 +70,7 @@ def measure(args: argparse.Namespace) -> dict:
         "seed": args.seed,
         "checkpoint_every": 0,
         # the paper's dropout, as RecBole's side runs it (the preset keeps the defaults' 0.1);
-        # with packed masks the rate does not change the cost
+        # packed masks do the same work at any rate
         "dropout": 0.2,
         # training alone: no baselines fitted in the setup (RecBole's side fits none either)
         "baselines": False,
