@@ -42,6 +42,11 @@ DONE_STATES = ("loaded", "too_few", "not_found", "private")  # skipped unless --
 KEEP_ON_FAILURE = ("loaded", "too_few")  # a failed refresh leaves these as they were
 
 
+def settled(known: db.UserRecord | None, refresh: bool) -> bool:
+    """Whether stage 2 skips a stored name: an earlier run settled it, and no --refresh."""
+    return known is not None and known.state in DONE_STATES and not refresh
+
+
 class StageStopped(Exception):
     """The run cannot usefully go on (AniList failing again and again)."""
 
@@ -114,8 +119,7 @@ class UserLoader:
         """The names to fetch; the rest are already stored and go to report.skipped."""
         todo = []
         for name in names:
-            known = self.known.get(name.lower())
-            if known is not None and known.state in DONE_STATES and not self.refresh:
+            if settled(self.known.get(name.lower()), self.refresh):
                 self.report.skipped.append(name)
             else:
                 todo.append(name)
@@ -284,8 +288,7 @@ def discovery_offer(
     loaded = {key for key, user in stored.items() if user.state == "loaded"}
     # This run skips names an earlier run settled (unless --refresh): one found private, missing
     # or too short will not join the crowd. A name never tried is counted as if it will.
-    settled = set() if refresh else {k for k, u in stored.items() if u.state in DONE_STATES}
-    known = loaded | ({name.lower() for name in names} - settled)
+    known = loaded | {key for key in map(str.lower, names) if not settled(stored.get(key), refresh)}
     return max(0, USEFUL_USERS - len(known))
 
 
